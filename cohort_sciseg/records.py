@@ -1,0 +1,340 @@
+"""Records passed between pipeline stages, and the Arrow schema of every table.
+
+Stages talk only through these frozen dataclasses and the files they name. Each
+table has exactly one :mod:`pyarrow` schema here; ``tests/test_records.py`` pins
+them, so a change of column name, type or unit is a deliberate, reviewed change.
+
+Conventions
+-----------
+- BIDS entities stay strings (``sub="01"`` not ``1``); a missing entity is ``None``.
+- Paths are absolute POSIX strings.
+- ``orientation`` uses SCT's naming (``"RPI"`` = x from Right to left, y from
+  Posterior to anterior, z from Inferior to superior), which is nibabel's ``"LAS"``
+  axis codes with every letter flipped.
+- Units are in column names (``voxel_x_mm``) and in the Arrow field metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import traceback as _tb
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+__all__ = [
+    "FAILURES_SCHEMA",
+    "SCANS_SCHEMA",
+    "AcquisitionPlane",
+    "Failure",
+    "Scan",
+    "failures_from_table",
+    "failures_to_table",
+    "scans_from_table",
+    "scans_to_table",
+]
+
+AcquisitionPlane = Literal["sagittal", "axial", "coronal", "isotropic"]
+
+#: Pairs ``(key, value)``; a hashable, ordered stand-in for a ``dict[str, str]``.
+StrPairs = tuple[tuple[str, str], ...]
+
+
+def _pairs(mapping: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> StrPairs:
+    if mapping is None:
+        return ()
+    items = mapping.items() if isinstance(mapping, Mapping) else mapping
+    return tuple((str(k), "" if v is None else str(v)) for k, v in items)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One T2w image found in a BIDS dataset, with what belongs to it.
+
+    Attributes
+    ----------
+    scan_id
+        Site-qualified, filename-safe id, unique across all datasets of a run:
+        ``site-<site>_<BIDS stem>`` (e.g. ``site-zurich_sub-01_ses-01_acq-sag_T2w``).
+        Labels that are not BIDS alphanumerics are percent-encoded in the id.
+    site
+        Site label (the dataset's folder name, or the ``site`` column of
+        ``participants.tsv``), reduced to BIDS alphanumerics.
+    dataset_root, dataset_name
+        The BIDS dataset the scan comes from, and its ``Name`` (or folder name).
+    sub, ses, acq, run
+        BIDS entities, as strings; ``None`` when absent.
+    entities
+        All entities of the file name in order, e.g. ``(("sub", "01"), ("acq", "sag"))``.
+    suffix
+        BIDS suffix (``"T2w"``).
+    image_path
+        Absolute path of the image.
+    cord_mask_path, lesion_mask_path
+        Manual masks from ``derivatives/labels``; ``None`` when absent.
+    sidecar_path
+        The most specific JSON sidecar that applies, ``None`` when none applies.
+    orientation
+        Axis orientation in SCT's naming (``"RPI"``, ``"PSR"``, ...).
+    acquisition_plane
+        ``"sagittal"``, ``"axial"``, ``"coronal"`` or ``"isotropic"``: from the ``acq``
+        entity when it says so, else the world direction of the thickest voxel axis.
+    shape
+        Image dimensions in voxels (3D).
+    voxel_size_mm
+        Voxel sizes along the three array axes, in mm.
+    manufacturer, magnetic_field_strength_t
+        From the JSON sidecar (``Manufacturer``, ``MagneticFieldStrength`` in tesla).
+    sidecar
+        All sidecar keys after BIDS inheritance, values JSON-encoded.
+    participant
+        The subject's row of ``participants.tsv``, as strings.
+    """
+
+    scan_id: str
+    site: str
+    dataset_root: str
+    dataset_name: str
+    sub: str
+    image_path: str
+    orientation: str
+    acquisition_plane: AcquisitionPlane
+    shape: tuple[int, int, int]
+    voxel_size_mm: tuple[float, float, float]
+    ses: str | None = None
+    acq: str | None = None
+    run: str | None = None
+    entities: StrPairs = ()
+    suffix: str = "T2w"
+    cord_mask_path: str | None = None
+    lesion_mask_path: str | None = None
+    sidecar_path: str | None = None
+    manufacturer: str | None = None
+    magnetic_field_strength_t: float | None = None
+    sidecar: StrPairs = ()
+    participant: StrPairs = ()
+
+    @property
+    def has_manual_masks(self) -> bool:
+        """Whether both a manual cord mask and a manual lesion mask exist."""
+        return self.cord_mask_path is not None and self.lesion_mask_path is not None
+
+    @property
+    def participant_dict(self) -> dict[str, str]:
+        """``participants.tsv`` row as a dict."""
+        return dict(self.participant)
+
+    @property
+    def sidecar_dict(self) -> dict[str, str]:
+        """Inherited sidecar as a dict of JSON-encoded values."""
+        return dict(self.sidecar)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A unit of work that failed, with what a user needs to fix it.
+
+    Attributes
+    ----------
+    scan_id
+        The scan the failure is about (or a dataset-level id such as
+        ``dataset:<path>`` when no single scan is concerned).
+    stage
+        Pipeline stage (``"discover"``, ``"io"``, ``"segment"``, ...).
+    error_type
+        Exception class name.
+    message
+        The full error message (what, value, expected, fix).
+    traceback
+        The last lines of the traceback, for developers.
+    path
+        The file concerned, when there is one.
+    site
+        Site of the scan, when known.
+    attempt
+        Which attempt failed (1 for the first).
+    timestamp
+        UTC time of the failure, ISO 8601.
+    """
+
+    scan_id: str
+    stage: str
+    error_type: str
+    message: str
+    traceback: str = ""
+    path: str | None = None
+    site: str | None = None
+    attempt: int = 1
+    timestamp: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+
+    @classmethod
+    def from_exception(
+        cls,
+        exc: BaseException,
+        *,
+        scan_id: str,
+        stage: str | None = None,
+        site: str | None = None,
+        attempt: int = 1,
+        max_traceback_lines: int = 12,
+    ) -> Failure:
+        """Record ``exc``; ``stage`` and ``path`` default to the exception's own."""
+        lines = _tb.format_exception(type(exc), exc, exc.__traceback__)
+        excerpt = "".join(lines).splitlines()[-max_traceback_lines:]
+        return cls(
+            scan_id=scan_id,
+            stage=stage or str(getattr(exc, "stage", "general")),
+            error_type=type(exc).__name__,
+            message=str(exc),
+            traceback="\n".join(excerpt),
+            path=getattr(exc, "path", None),
+            site=site,
+            attempt=attempt,
+        )
+
+
+def _f(name: str, typ: pa.DataType, doc: str, unit: str | None = None, nullable: bool = True) -> pa.Field:
+    meta = {"description": doc}
+    if unit is not None:
+        meta["unit"] = unit
+    return pa.field(name, typ, nullable=nullable, metadata=meta)
+
+
+_STR_MAP = pa.map_(pa.string(), pa.string())
+
+#: Schema of ``scans.parquet`` (one row per discovered T2w image).
+SCANS_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "site-qualified unique scan id", nullable=False),
+        _f("site", pa.string(), "site label", nullable=False),
+        _f("sub", pa.string(), "BIDS subject label", nullable=False),
+        _f("ses", pa.string(), "BIDS session label"),
+        _f("acq", pa.string(), "BIDS acquisition label"),
+        _f("run", pa.string(), "BIDS run index (string)"),
+        _f("suffix", pa.string(), "BIDS suffix", nullable=False),
+        _f("dataset_name", pa.string(), "source dataset name", nullable=False),
+        _f("dataset_root", pa.string(), "source dataset folder", nullable=False),
+        _f("image_path", pa.string(), "absolute image path", nullable=False),
+        _f("cord_mask_path", pa.string(), "manual cord mask path"),
+        _f("lesion_mask_path", pa.string(), "manual lesion mask path"),
+        _f("sidecar_path", pa.string(), "most specific JSON sidecar"),
+        _f("orientation", pa.string(), "axis orientation, SCT naming (RPI = nibabel LAS)", nullable=False),
+        _f("acquisition_plane", pa.string(), "sagittal, axial, coronal or isotropic", nullable=False),
+        _f("dim_x", pa.int32(), "voxels along array axis 0", "voxel", nullable=False),
+        _f("dim_y", pa.int32(), "voxels along array axis 1", "voxel", nullable=False),
+        _f("dim_z", pa.int32(), "voxels along array axis 2", "voxel", nullable=False),
+        _f("voxel_x_mm", pa.float64(), "voxel size along array axis 0", "mm", nullable=False),
+        _f("voxel_y_mm", pa.float64(), "voxel size along array axis 1", "mm", nullable=False),
+        _f("voxel_z_mm", pa.float64(), "voxel size along array axis 2", "mm", nullable=False),
+        _f("manufacturer", pa.string(), "sidecar Manufacturer"),
+        _f("magnetic_field_strength_t", pa.float64(), "sidecar MagneticFieldStrength", "T"),
+        _f("entities", _STR_MAP, "all BIDS entities of the file name", nullable=False),
+        _f("sidecar", _STR_MAP, "inherited sidecar, JSON-encoded values", nullable=False),
+        _f("participant", _STR_MAP, "participants.tsv row, as strings", nullable=False),
+    ]
+)
+
+#: Schema of ``failures.parquet`` (one row per failed unit of work).
+FAILURES_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "scan (or dataset) the failure is about", nullable=False),
+        _f("site", pa.string(), "site label"),
+        _f("stage", pa.string(), "pipeline stage", nullable=False),
+        _f("error_type", pa.string(), "exception class", nullable=False),
+        _f("message", pa.string(), "what was wrong, expected value and fix", nullable=False),
+        _f("traceback", pa.string(), "traceback excerpt", nullable=False),
+        _f("path", pa.string(), "file concerned"),
+        _f("attempt", pa.int32(), "attempt number", nullable=False),
+        _f("timestamp", pa.string(), "UTC time, ISO 8601", nullable=False),
+    ]
+)
+
+
+def _scan_row(s: Scan) -> dict[str, Any]:
+    return {
+        "scan_id": s.scan_id,
+        "site": s.site,
+        "sub": s.sub,
+        "ses": s.ses,
+        "acq": s.acq,
+        "run": s.run,
+        "suffix": s.suffix,
+        "dataset_name": s.dataset_name,
+        "dataset_root": s.dataset_root,
+        "image_path": s.image_path,
+        "cord_mask_path": s.cord_mask_path,
+        "lesion_mask_path": s.lesion_mask_path,
+        "sidecar_path": s.sidecar_path,
+        "orientation": s.orientation,
+        "acquisition_plane": s.acquisition_plane,
+        "dim_x": s.shape[0],
+        "dim_y": s.shape[1],
+        "dim_z": s.shape[2],
+        "voxel_x_mm": s.voxel_size_mm[0],
+        "voxel_y_mm": s.voxel_size_mm[1],
+        "voxel_z_mm": s.voxel_size_mm[2],
+        "manufacturer": s.manufacturer,
+        "magnetic_field_strength_t": s.magnetic_field_strength_t,
+        "entities": list(s.entities),
+        "sidecar": list(s.sidecar),
+        "participant": list(s.participant),
+    }
+
+
+def scans_to_table(scans: Sequence[Scan]) -> pa.Table:
+    """Arrow table of ``scans`` with :data:`SCANS_SCHEMA`."""
+    return pa.Table.from_pylist([_scan_row(s) for s in scans], schema=SCANS_SCHEMA)
+
+
+def scans_from_table(table: pa.Table) -> list[Scan]:
+    """Inverse of :func:`scans_to_table`."""
+    out = []
+    for r in table.select(SCANS_SCHEMA.names).to_pylist():
+        out.append(
+            Scan(
+                scan_id=r["scan_id"],
+                site=r["site"],
+                dataset_root=r["dataset_root"],
+                dataset_name=r["dataset_name"],
+                sub=r["sub"],
+                ses=r["ses"],
+                acq=r["acq"],
+                run=r["run"],
+                suffix=r["suffix"],
+                image_path=r["image_path"],
+                cord_mask_path=r["cord_mask_path"],
+                lesion_mask_path=r["lesion_mask_path"],
+                sidecar_path=r["sidecar_path"],
+                orientation=r["orientation"],
+                acquisition_plane=r["acquisition_plane"],
+                shape=(r["dim_x"], r["dim_y"], r["dim_z"]),
+                voxel_size_mm=(r["voxel_x_mm"], r["voxel_y_mm"], r["voxel_z_mm"]),
+                manufacturer=r["manufacturer"],
+                magnetic_field_strength_t=r["magnetic_field_strength_t"],
+                entities=_pairs(r["entities"]),
+                sidecar=_pairs(r["sidecar"]),
+                participant=_pairs(r["participant"]),
+            )
+        )
+    return out
+
+
+def failures_to_table(failures: Sequence[Failure]) -> pa.Table:
+    """Arrow table of ``failures`` with :data:`FAILURES_SCHEMA`."""
+    rows = [dataclasses.asdict(f) for f in failures]
+    return pa.Table.from_pylist(rows, schema=FAILURES_SCHEMA)
+
+
+def failures_from_table(table: pa.Table) -> list[Failure]:
+    """Inverse of :func:`failures_to_table`."""
+    return [Failure(**r) for r in table.select(FAILURES_SCHEMA.names).to_pylist()]
+
+
+def str_pairs(mapping: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> StrPairs:
+    """Normalise a mapping to :data:`StrPairs` (values as strings, ``None`` as ``""``)."""
+    return _pairs(mapping)
