@@ -202,6 +202,12 @@ def _usable_affine(img: Any, path: Path, scan_id: str | None) -> np.ndarray:
 
 def _open_header(path: Path, scan_id: str | None) -> Any:
     try:
+        # NIfTI-1 directly (skips nibabel's format sniffing, ~40% of a header read);
+        # anything else (NIfTI-2, ...) through the generic loader.
+        return nib.Nifti1Image.load(path)
+    except _HEADER_ERRORS:
+        pass
+    try:
         return nib.load(path)
     except _HEADER_ERRORS as exc:
         raise _fail(
@@ -345,7 +351,7 @@ def load_nifti(
     """
     p = Path(path)
     info = read_header(p, scan_id=scan_id, max_voxels=max_voxels, max_bytes=max_bytes)
-    proxy_img: Any = nib.load(p)
+    proxy_img: Any = _open_header(p, scan_id)
     hdr0 = proxy_img.header
     n_bytes = int(np.prod(info.shape, dtype=np.int64)) * hdr0.get_data_dtype().itemsize
     offset = int(getattr(proxy_img.dataobj, "offset", hdr0.get_data_offset()))

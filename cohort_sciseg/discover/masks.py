@@ -1,0 +1,151 @@
+"""Manual masks in ``<dataset>/derivatives/labels``.
+
+A mask belongs to the image whose file name (without extension) is the mask's
+name up to ``_<suffix>``, in the mirrored folder::
+
+    sub-01/ses-01/anat/sub-01_ses-01_acq-sag_T2w.nii.gz
+    derivatives/labels/sub-01/ses-01/anat/sub-01_ses-01_acq-sag_T2w_seg-manual.nii.gz
+
+This is the layout of the spine-generic and SCIseg datasets. The geometry of a
+mask is not checked here (see :func:`cohort_sciseg.io.check_same_geometry`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cohort_sciseg.discover._fs import inside, list_dir
+from cohort_sciseg.discover.entities import split_extension
+from cohort_sciseg.errors import DiscoveryError, format_error
+
+__all__ = ["MaskFile", "find_masks", "mask_image_stem"]
+
+LABELS_DIR = ("derivatives", "labels")
+
+
+@dataclass(frozen=True, slots=True)
+class MaskFile:
+    """A mask found in ``derivatives/labels``.
+
+    Attributes
+    ----------
+    path
+        The mask file.
+    folder
+        Its folder relative to ``derivatives/labels`` (``"sub-01/ses-01/anat"``),
+        which is also the image's folder relative to the dataset root.
+    image_stem
+        The image name without extension that the mask belongs to.
+    suffix
+        The mask suffix that matched (``"seg-manual"``).
+    """
+
+    path: str
+    folder: str
+    image_stem: str
+    suffix: str
+
+
+def mask_image_stem(
+    name: str, suffixes: Sequence[str], image_suffix: str
+) -> tuple[str, str] | None:
+    """``(image_stem, suffix)`` of a mask file name, for the first suffix that fits, else ``None``.
+
+    ``"sub-01_T2w_seg-manual.nii.gz"`` with suffix ``"seg-manual"`` and image suffix
+    ``"T2w"`` gives ``("sub-01_T2w", "seg-manual")``. The image stem must end with
+    ``_<image_suffix>``, so a short suffix such as ``"seg"`` does not swallow
+    ``"..._T2w_label-SC_seg"``.
+    """
+    split = split_extension(name)
+    if split is None:
+        return None
+    stem = split[0]
+    tail = "_" + image_suffix
+    for suffix in suffixes:
+        if stem.endswith("_" + suffix):
+            image_stem = stem[: -len(suffix) - 1]
+            if image_stem.endswith(tail) and len(image_stem) > len(tail):
+                return image_stem, suffix
+    return None
+
+
+def find_masks(
+    root_real: str,
+    *,
+    suffixes: Sequence[str],
+    image_suffix: str,
+    subject_ok: Callable[[str], bool],
+    session_ok: Callable[[str | None], bool],
+) -> tuple[list[MaskFile], list[DiscoveryError]]:
+    """Masks under ``<root>/derivatives/labels/sub-*/[ses-*/]anat``.
+
+    Parameters
+    ----------
+    root_real
+        The dataset root, resolved.
+    suffixes
+        Mask suffixes to look for, in order of preference.
+    image_suffix
+        Suffix of the images the masks belong to (``"T2w"``).
+    subject_ok, session_ok
+        Filters on subject and session labels (``None`` = no session folder),
+        the same as for the images, so masks of filtered-out scans are not
+        reported as masks without an image.
+
+    Returns
+    -------
+    (masks, problems)
+        Masks in walk order; problems are symlinks leaving the dataset and
+        folders that cannot be listed.
+    """
+    labels = os.path.join(root_real, *LABELS_DIR)
+    masks: list[MaskFile] = []
+    problems: list[DiscoveryError] = []
+    if not os.path.isdir(labels):
+        return masks, problems
+    if not inside(labels, root_real):
+        target = os.path.realpath(labels)
+        msg = format_error(
+            f"derivatives/labels points outside the dataset, to {target!r}; not followed",
+            path=labels,
+            expected=f"a folder inside {root_real!r}",
+            fix="copy the masks into the dataset's derivatives/labels",
+        )
+        problems.append(DiscoveryError(msg, path=labels))
+        return masks, problems
+
+    def is_mask(name: str) -> bool:
+        return mask_image_stem(name, suffixes, image_suffix) is not None
+
+    def is_folder(name: str) -> bool:
+        return name == "anat" or name.startswith("ses-")
+
+    def walk(folder: str, rel: str) -> None:
+        entries, errs = list_dir(folder, root_real, is_mask)
+        problems.extend(errs)
+        for e in entries:
+            found = mask_image_stem(e.name, suffixes, image_suffix)
+            if found is not None and not e.is_dir():
+                masks.append(
+                    MaskFile(path=e.path, folder=rel, image_stem=found[0], suffix=found[1])
+                )
+
+    top, errs = list_dir(labels, root_real, lambda name: name.startswith("sub-"))
+    problems.extend(errs)
+    for sub in top:
+        if not (sub.name.startswith("sub-") and sub.is_dir() and subject_ok(sub.name[4:])):
+            continue
+        inner, errs = list_dir(sub.path, root_real, is_folder)
+        problems.extend(errs)
+        for e in inner:
+            if e.name == "anat" and e.is_dir() and session_ok(None):
+                walk(e.path, f"{sub.name}/anat")
+            elif e.name.startswith("ses-") and e.is_dir() and session_ok(e.name[4:]):
+                ses_entries, errs = list_dir(e.path, root_real, lambda name: name == "anat")
+                problems.extend(errs)
+                for a in ses_entries:
+                    if a.name == "anat" and a.is_dir():
+                        walk(a.path, f"{sub.name}/{e.name}/anat")
+    return masks, problems
