@@ -169,7 +169,7 @@ class Failure:
     site: str | None = None
     attempt: int = 1
     timestamp: str = field(
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )
 
     @classmethod

@@ -9,6 +9,7 @@ table and a readable summary.
 
 from cohort_sciseg.discover.entities import encode_label, parse_name, scan_id, site_label
 from cohort_sciseg.discover.find import Dataset, Discovery, OnProblem, find_scans
+from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
 from cohort_sciseg.discover.participants import Participants, read_participants
 from cohort_sciseg.discover.sidecars import SidecarFile, merge_sidecars, parse_field_strength
 from cohort_sciseg.discover.summary import (
@@ -20,6 +21,8 @@ from cohort_sciseg.discover.summary import (
 )
 
 __all__ = [
+    "DEFAULT_CORD_SUFFIXES",
+    "DEFAULT_LESION_SUFFIXES",
     "SUMMARY_COLUMNS",
     "Dataset",
     "Discovery",

@@ -50,7 +50,7 @@ from cohort_sciseg.discover.entities import (
     site_label,
 )
 from cohort_sciseg.discover.filters import IdList, normalize_labels, read_id_list
-from cohort_sciseg.discover.masks import find_masks
+from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES, find_masks
 from cohort_sciseg.discover.participants import Participants, read_participants
 from cohort_sciseg.discover.sidecars import (
     LEVEL_DATASET,
@@ -572,8 +572,8 @@ def find_scans(
     sessions: str | Iterable[str] | None = None,
     include: str | os.PathLike[str] | Iterable[str] | None = None,
     exclude: str | os.PathLike[str] | Iterable[str] | None = None,
-    cord_suffixes: str | Sequence[str] = ("seg-manual", "label-SC_seg"),
-    lesion_suffixes: str | Sequence[str] = ("lesion-manual",),
+    cord_suffixes: str | Sequence[str] = DEFAULT_CORD_SUFFIXES,
+    lesion_suffixes: str | Sequence[str] = DEFAULT_LESION_SUFFIXES,
     image_suffix: str = "T2w",
     on_problem: OnProblem = "record",
     max_workers: int | None = None,

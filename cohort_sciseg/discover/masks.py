@@ -20,7 +20,18 @@ from cohort_sciseg.discover._fs import inside, list_dir
 from cohort_sciseg.discover.entities import split_extension
 from cohort_sciseg.errors import DiscoveryError, format_error
 
-__all__ = ["MaskFile", "find_masks", "mask_image_stem"]
+__all__ = [
+    "DEFAULT_CORD_SUFFIXES",
+    "DEFAULT_LESION_SUFFIXES",
+    "MaskFile",
+    "find_masks",
+    "mask_image_stem",
+]
+
+#: Manual cord mask suffixes of SCIseg's datasets, first match wins.
+DEFAULT_CORD_SUFFIXES: tuple[str, ...] = ("seg-manual", "label-SC_seg")
+#: Manual lesion mask suffixes of SCIseg's datasets.
+DEFAULT_LESION_SUFFIXES: tuple[str, ...] = ("lesion-manual",)
 
 LABELS_DIR = ("derivatives", "labels")
 

@@ -204,7 +204,8 @@ def _open_header(path: Path, scan_id: str | None) -> Any:
     try:
         # NIfTI-1 directly (skips nibabel's format sniffing, ~40% of a header read);
         # anything else (NIfTI-2, ...) through the generic loader.
-        return nib.Nifti1Image.load(path)
+        nifti1: Any = nib.Nifti1Image
+        return nifti1.load(path)
     except _HEADER_ERRORS:
         pass
     try:

@@ -239,3 +239,12 @@ def test_real_scans_load(spine_t2w):
     errsm = read_header(spine_t2w / "sub-errsm11" / "anat" / "sub-errsm11_T2w.nii.gz")
     # nibabel axcodes ("PSR") flipped letter by letter give SCT's name.
     assert errsm.orientation == "AIL"
+
+
+def test_nifti2_is_read(tmp_path, rng):
+    data = rng.normal(size=SHAPE).astype(np.float32)
+    p = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti2Image(data, _affine()), p)
+    vol = load_nifti(p)
+    np.testing.assert_array_equal(vol.data, data)
+    assert read_header(p).shape == SHAPE

@@ -1,0 +1,222 @@
+"""Command line: ``cohort-sciseg <command> ...``.
+
+The only module that prints, configures logging or exits. Each subcommand is a
+small dataclass whose :meth:`run` the tests call in-process; :func:`main` parses
+arguments into one of them.
+
+Exit status: 0 success; 1 the command finished but some scans or files had
+problems (they are in the failures table and the summary); 2 the command could not
+run (bad arguments or a fatal input error, printed with its fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from cohort_sciseg._version import __version__
+from cohort_sciseg.errors import CohortSciSegError
+
+if TYPE_CHECKING:
+    from cohort_sciseg.synth import SynthCohort
+
+__all__ = ["DemoCommand", "DiscoverCommand", "SynthCommand", "main"]
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_ERROR = 2
+
+
+def _describe_cohort(cohort: SynthCohort) -> str:
+    lines = [
+        f"synthetic cohort in {cohort.out_dir} (seed {cohort.seed}): {cohort.n_sites} site(s), "
+        f"{cohort.n_subjects} subject(s), {cohort.n_scans} scan(s), {cohort.n_lesions} lesion(s)",
+        *(f"  BIDS dataset: {root}" for root in cohort.dataset_roots),
+        f"  ground truth: {cohort.lesions_table}, {cohort.scans_table}",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class DiscoverCommand:
+    """``cohort-sciseg discover BIDS_DIR [BIDS_DIR ...]``: find T2w scans and their masks."""
+
+    bids_dirs: list[Path]
+    output: Path | None = None
+    failures_output: Path | None = None
+    participant_labels: list[str] | None = None
+    sessions: list[str] | None = None
+    include: Path | None = None
+    exclude: Path | None = None
+    cord_suffixes: list[str] | None = None
+    lesion_suffixes: list[str] | None = None
+    strict: bool = False
+
+    def run(self, out: TextIO = sys.stdout) -> int:
+        from cohort_sciseg.discover import (
+            DEFAULT_CORD_SUFFIXES,
+            DEFAULT_LESION_SUFFIXES,
+            find_scans,
+            format_summary,
+            write_failures,
+            write_scans,
+        )
+
+        discovery = find_scans(
+            self.bids_dirs,
+            participant_labels=self.participant_labels,
+            sessions=self.sessions,
+            include=self.include,
+            exclude=self.exclude,
+            cord_suffixes=tuple(self.cord_suffixes or DEFAULT_CORD_SUFFIXES),
+            lesion_suffixes=tuple(self.lesion_suffixes or DEFAULT_LESION_SUFFIXES),
+            on_problem="raise" if self.strict else "record",
+        )
+        out.write(format_summary(discovery) + "\n")
+        if self.output is not None:
+            write_scans(discovery, self.output)
+            out.write(f"scans table: {self.output}\n")
+            failures = self.failures_output or self.output.with_name("failures.parquet")
+            write_failures(discovery, failures)
+            out.write(f"problems table: {failures}\n")
+        return EXIT_PROBLEMS if discovery.problems else EXIT_OK
+
+
+@dataclass
+class SynthCommand:
+    """``cohort-sciseg synth OUT``: write a synthetic multi-site SCI cohort (BIDS, one dataset per site)."""
+
+    out: Path
+    sites: int = 3
+    subjects_per_site: int = 4
+    seed: int = 0
+    from_bids: Path | None = None
+
+    def run(self, out: TextIO = sys.stdout) -> int:
+        from cohort_sciseg.synth import insert_lesions, synthesize_cohort
+
+        if self.from_bids is not None:
+            cohort = insert_lesions(self.from_bids, self.out, seed=self.seed)
+        else:
+            cohort = synthesize_cohort(
+                self.out, sites=self.sites, subjects_per_site=self.subjects_per_site, seed=self.seed
+            )
+        out.write(_describe_cohort(cohort) + "\n")
+        return EXIT_OK
+
+
+@dataclass
+class DemoCommand:
+    """``cohort-sciseg demo``: the embedded default job, end to end on a synthetic cohort.
+
+    Synthesizes a 3-site cohort (unless OUT already holds one from the same
+    options), discovers it and writes the scans table and the summary.
+    """
+
+    out: Path = field(default_factory=lambda: Path("demo"))
+    sites: int = 3
+    subjects_per_site: int = 4
+    seed: int = 0
+
+    def run(self, out: TextIO = sys.stdout) -> int:
+        from cohort_sciseg.synth import synthesize_cohort
+
+        cohort_dir = self.out / "cohort"
+        if cohort_dir.exists() and any(cohort_dir.iterdir()):
+            out.write(f"reusing the synthetic cohort in {cohort_dir}\n")
+            roots = sorted(p for p in cohort_dir.iterdir() if (p / "dataset_description.json").is_file())
+        else:
+            cohort = synthesize_cohort(
+                cohort_dir, sites=self.sites, subjects_per_site=self.subjects_per_site, seed=self.seed
+            )
+            out.write(_describe_cohort(cohort) + "\n")
+            roots = [Path(r) for r in cohort.dataset_roots]
+        tables = self.out / "tables"
+        rc = DiscoverCommand(
+            bids_dirs=roots,
+            output=tables / "scans.parquet",
+            failures_output=tables / "failures.parquet",
+        ).run(out)
+        out.write(f"\ndemo outputs in {self.out.resolve()}\n")
+        return rc
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cohort-sciseg",
+        description="Batch cohort analysis of spinal cord injury T2w MRI with SCIseg (nnU-Net v2) on Dask.",
+    )
+    p.add_argument("--version", action="version", version=f"cohort-sciseg {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("discover", help="find T2w scans, masks, sidecars and clinical tables in BIDS datasets")
+    d.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
+    d.add_argument("-o", "--output", type=Path, help="write the scans table here (Parquet)")
+    d.add_argument("--failures-output", type=Path, help="problems table (default: failures.parquet beside -o)")
+    d.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL")
+    d.add_argument("--session", nargs="+", dest="sessions", metavar="LABEL")
+    d.add_argument("--include", type=Path, metavar="FILE", help="file with the scan ids to keep, one per line")
+    d.add_argument("--exclude", type=Path, metavar="FILE", help="file with the scan ids to drop, one per line")
+    d.add_argument("--cord-suffix", nargs="+", dest="cord_suffixes", metavar="SUFFIX",
+                   help="manual cord mask suffixes, first match wins (default: seg-manual label-SC_seg)")
+    d.add_argument("--lesion-suffix", nargs="+", dest="lesion_suffixes", metavar="SUFFIX",
+                   help="manual lesion mask suffixes (default: lesion-manual)")
+    d.add_argument("--strict", action="store_true", help="stop at the first problem instead of recording it")
+
+    s = sub.add_parser("synth", help="write a synthetic multi-site SCI cohort as BIDS datasets")
+    s.add_argument("out", type=Path, metavar="OUT")
+    s.add_argument("--sites", type=int, default=3)
+    s.add_argument("--subjects-per-site", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--from-bids", type=Path, metavar="BIDS_DIR",
+                   help="semi-synthetic: insert lesions into the real cords of this dataset")
+
+    m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
+    m.add_argument("-o", "--out", type=Path, default=Path("demo"))
+    m.add_argument("--subjects-per-site", type=int, default=4)
+    m.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _command(ns: argparse.Namespace) -> DiscoverCommand | SynthCommand | DemoCommand:
+    if ns.command == "discover":
+        return DiscoverCommand(
+            bids_dirs=ns.bids_dirs,
+            output=ns.output,
+            failures_output=ns.failures_output,
+            participant_labels=ns.participant_labels,
+            sessions=ns.sessions,
+            include=ns.include,
+            exclude=ns.exclude,
+            cord_suffixes=ns.cord_suffixes,
+            lesion_suffixes=ns.lesion_suffixes,
+            strict=ns.strict,
+        )
+    if ns.command == "synth":
+        return SynthCommand(
+            out=ns.out, sites=ns.sites, subjects_per_site=ns.subjects_per_site, seed=ns.seed,
+            from_bids=ns.from_bids,
+        )
+    return DemoCommand(out=ns.out, subjects_per_site=ns.subjects_per_site, seed=ns.seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cohort-sciseg`` command; returns the exit status."""
+    ns = _parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(ns.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _command(ns).run()
+    except CohortSciSegError as exc:
+        print(f"cohort-sciseg {ns.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""Synthetic multi-site SCI cohorts: one BIDS dataset per site, with analytic ground truth.
+
+Layout written by :func:`synthesize_cohort`::
+
+    <OUT>/
+      site1/                                  one BIDS dataset per site
+        dataset_description.json  README  participants.tsv  participants.json
+        sub-01/anat/sub-01_acq-sag_T2w.nii.gz (+ .json sidecar)
+        derivatives/labels/dataset_description.json
+        derivatives/labels/sub-01/anat/sub-01_acq-sag_T2w_seg-manual.nii.gz     cord
+        derivatives/labels/sub-01/anat/sub-01_acq-sag_T2w_lesion-manual.nii.gz  lesion
+      site2/ ... sub-02/ses-01/anat/sub-02_ses-01_acq-ax_T2w.nii.gz, sub-02/sub-02_sessions.tsv
+      site3/ ...
+      ground_truth/lesions.parquet  scans.parquet  config.json
+
+Randomness: every subject draws from its own generator seeded with
+``(seed, site number, subject number, purpose)``, so a subject does not change
+when subjects or sites are added, and the output does not depend on the order
+in which scans are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cohort_sciseg._version import __version__
+from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
+from cohort_sciseg.errors import SynthError, format_error
+from cohort_sciseg.io import (
+    acquisition_plane,
+    atomic_write_text,
+    orientation_code,
+    save_nifti,
+    write_json,
+)
+from cohort_sciseg.synth import _bids
+from cohort_sciseg.synth._grid import acquisition_grid
+from cohort_sciseg.synth.anatomy import (
+    Anatomy,
+    Implant,
+    Lesion,
+    draw_anatomy,
+    draw_implant,
+    draw_lesions,
+    max_axial_damage_ratio,
+)
+from cohort_sciseg.synth.clinical import CLINICAL_COLUMNS, simulate_clinical_scores
+from cohort_sciseg.synth.ground_truth import measure_slices, obliquity_deg, write_ground_truth
+from cohort_sciseg.synth.protocols import SiteProtocol, site_protocol
+from cohort_sciseg.synth.render import render_scan
+
+__all__ = [
+    "CORD_SUFFIX",
+    "LESION_SUFFIX",
+    "PARTICIPANT_COLUMNS",
+    "ScanPlan",
+    "SubjectPlan",
+    "SynthCohort",
+    "plan_cohort",
+    "plan_subject",
+    "synthesize_cohort",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Suffixes of the manual masks in ``derivatives/labels`` (``<stem>_<suffix>.nii.gz``).
+CORD_SUFFIX = DEFAULT_CORD_SUFFIXES[0]
+LESION_SUFFIX = DEFAULT_LESION_SUFFIXES[0]
+
+#: Columns of the synthetic ``participants.tsv``, in order.
+PARTICIPANT_COLUMNS = (
+    "participant_id",
+    "age",
+    "sex",
+    "etiology",
+    "injury_level",
+    "days_since_injury",
+    "implants",
+    *CLINICAL_COLUMNS,
+)
+
+_ETIOLOGIES = ("traumatic", "ischemic", "hemorrhagic")
+_INJURY_LEVELS = ("C3", "C4", "C5", "C6", "C7")
+_N_LESION_PROBS = (0.1, 0.5, 0.28, 0.12)  # P(0, 1, 2, 3 lesions)
+_FOLLOW_UP_SHRINK = 0.85  # oedema resolves between sessions
+_MIN_SEMI_AXES = (2.0, 1.3, 6.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SynthCohort:
+    """What :func:`synthesize_cohort` or :func:`insert_lesions` wrote.
+
+    Attributes
+    ----------
+    out_dir
+        The cohort folder (absolute).
+    dataset_roots
+        The BIDS datasets written, one per site (absolute).
+    lesions_table
+        ``<out_dir>/ground_truth/lesions.parquet``: one row per lesion.
+    scans_table
+        ``<out_dir>/ground_truth/scans.parquet``: one row per image.
+    n_sites, n_subjects, n_scans, n_lesions
+        Counts of what was written.
+    seed
+        The seed used.
+    """
+
+    out_dir: Path
+    dataset_roots: tuple[Path, ...]
+    lesions_table: Path
+    scans_table: Path
+    n_sites: int
+    n_subjects: int
+    n_scans: int
+    n_lesions: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlan:
+    """One image to render: entities, geometry, and the lesions visible in it."""
+
+    ses: str | None
+    session_number: int
+    orientation: str
+    oblique_deg: float
+    fov_centre_mm: tuple[float, float, float]
+    lesions: tuple[Lesion, ...]
+    days_since_injury: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectPlan:
+    """Everything drawn for one subject before any voxel is rendered.
+
+    Attributes
+    ----------
+    site, site_number, sub, subject_number
+        Where the subject belongs (``site`` is ``"site<site_number>"``).
+    protocol
+        The site's acquisition protocol.
+    anatomy, lesions, implant
+        Analytic subject (world mm); ``implant`` is ``None`` without implant.
+    participant
+        Row of ``participants.tsv`` (keys :data:`PARTICIPANT_COLUMNS`).
+    scans
+        The subject's images (one, or two sessions at a follow-up site).
+    """
+
+    site: str
+    site_number: int
+    sub: str
+    subject_number: int
+    protocol: SiteProtocol
+    anatomy: Anatomy
+    lesions: tuple[Lesion, ...]
+    implant: Implant | None
+    participant: tuple[tuple[str, Any], ...]
+    scans: tuple[ScanPlan, ...]
+
+    @property
+    def participant_dict(self) -> dict[str, Any]:
+        """``participants.tsv`` row as a dict."""
+        return dict(self.participant)
+
+
+def _shrunk(les: Lesion, factor: float) -> Lesion:
+    semi = tuple(
+        max(lo, s * factor) for s, lo in zip(les.semi_axes_mm, _MIN_SEMI_AXES, strict=True)
+    )
+    return replace(les, semi_axes_mm=(semi[0], semi[1], semi[2]))
+
+
+def plan_subject(
+    seed: int,
+    site_number: int,
+    subject_number: int,
+    *,
+    implant_fraction: float = 0.25,
+    label_width: int = 2,
+) -> SubjectPlan:
+    """Draw one subject (anatomy, lesions, implant, demographics, scores, scans).
+
+    Parameters
+    ----------
+    seed
+        Cohort seed.
+    site_number, subject_number
+        1-based site and subject numbers; with ``seed`` they seed the subject's generators.
+    implant_fraction
+        Probability that the subject has a metal implant at the injury level.
+    label_width
+        Zero-padding of the subject label (``"01"`` for 2).
+    """
+    protocol = site_protocol(site_number)
+    rng = np.random.default_rng([seed, site_number, subject_number, 0])
+    anatomy = draw_anatomy(rng)
+    etiology = str(rng.choice(_ETIOLOGIES, p=(0.7, 0.15, 0.15)))
+    level = str(rng.choice(_INJURY_LEVELS, p=(0.1, 0.2, 0.3, 0.25, 0.15)))
+    n_lesions = int(rng.choice(len(_N_LESION_PROBS), p=_N_LESION_PROBS))
+    lesions = draw_lesions(anatomy, rng, n=n_lesions, etiology=etiology, injury_level=level)
+    implant_drawn = draw_implant(anatomy, rng, level=level)
+    implant = implant_drawn if rng.random() < implant_fraction else None
+    age = int(np.clip(np.rint(rng.normal(48, 17)), 18, 85))
+    sex = "M" if rng.random() < 0.78 else "F"
+    days = int(np.clip(np.rint(rng.lognormal(1.8, 0.9)), 0, 120))
+    follow_days = days + int(rng.integers(150, 400))
+    jitter = rng.uniform(-1.0, 1.0, size=(2, 3)) * np.array([2.0, 2.0, 5.0])
+
+    sub = f"{subject_number:0{label_width}d}"
+    n_orient = len(protocol.orientations)
+    sessions = [(1, lesions, days)]
+    if protocol.follow_up and subject_number % 2 == 0:
+        sessions.append((2, tuple(_shrunk(les, _FOLLOW_UP_SHRINK) for les in lesions), follow_days))
+    scans = []
+    for k, (ses_no, ses_lesions, ses_days) in enumerate(sessions):
+        centre = np.asarray(anatomy.origin_mm) + np.array([0.0, 3.0, 0.0]) + jitter[k]
+        scans.append(
+            ScanPlan(
+                ses=f"{ses_no:02d}" if protocol.follow_up else None,
+                session_number=ses_no,
+                orientation=protocol.orientations[(subject_number - 1 + k) % n_orient],
+                oblique_deg=protocol.oblique_deg[(subject_number - 1) % len(protocol.oblique_deg)],
+                fov_centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+                lesions=ses_lesions,
+                days_since_injury=ses_days,
+            )
+        )
+
+    volume = float(sum(les.volume_mm3 for les in lesions))
+    ratio = max_axial_damage_ratio(anatomy, lesions)
+    scores = simulate_clinical_scores(
+        volume, ratio, np.random.default_rng([seed, site_number, subject_number, 2])
+    )
+    participant: dict[str, Any] = {
+        "participant_id": f"sub-{sub}",
+        "age": age,
+        "sex": sex,
+        "etiology": etiology,
+        "injury_level": level,
+        "days_since_injury": days,
+        "implants": "yes" if implant is not None else "no",
+        **scores,
+    }
+    return SubjectPlan(
+        site=f"site{site_number}",
+        site_number=site_number,
+        sub=sub,
+        subject_number=subject_number,
+        protocol=protocol,
+        anatomy=anatomy,
+        lesions=lesions,
+        implant=implant,
+        participant=tuple((c, participant[c]) for c in PARTICIPANT_COLUMNS),
+        scans=tuple(scans),
+    )
+
+
+def _check_options(
+    sites: object, subjects_per_site: object, seed: object, implant_fraction: object
+) -> None:
+    _bids.check_int("sites", sites, 1)
+    _bids.check_int("subjects_per_site", subjects_per_site, 1)
+    _bids.check_int("seed", seed, 0)
+    if (
+        isinstance(implant_fraction, bool)
+        or not isinstance(implant_fraction, (int, float))
+        or not 0.0 <= float(implant_fraction) <= 1.0
+    ):
+        msg = format_error(
+            f"implant_fraction={implant_fraction!r} is not valid",
+            expected="a number between 0 and 1 (the fraction of subjects with a metal implant)",
+            fix="pass e.g. implant_fraction=0.25",
+        )
+        raise SynthError(msg)
+
+
+def plan_cohort(
+    *, sites: int = 3, subjects_per_site: int = 4, seed: int = 0, implant_fraction: float = 0.25
+) -> tuple[SubjectPlan, ...]:
+    """Draw every subject of a cohort without rendering images (fast; see :func:`plan_subject`)."""
+    _check_options(sites, subjects_per_site, seed, implant_fraction)
+    width = max(2, len(str(subjects_per_site)))
+    return tuple(
+        plan_subject(seed, s, i, implant_fraction=float(implant_fraction), label_width=width)
+        for s in range(1, sites + 1)
+        for i in range(1, subjects_per_site + 1)
+    )
+
+
+_PARTICIPANTS_JSON = {
+    "age": {"Description": "age at injury", "Units": "year"},
+    "sex": {"Description": "sex", "Levels": {"M": "male", "F": "female"}},
+    "etiology": {
+        "Description": "cause of the spinal cord injury",
+        "Levels": {e: e for e in _ETIOLOGIES},
+    },
+    "injury_level": {"Description": "neurological level of injury (vertebral level)"},
+    "days_since_injury": {"Description": "days from injury to the first MRI", "Units": "day"},
+    "implants": {
+        "Description": "metal implant in the field of view",
+        "Levels": {"yes": "yes", "no": "no"},
+    },
+    "initial_LEMS": {"Description": "lower extremity motor score at admission (0-50)"},
+    "discharge_LEMS": {"Description": "lower extremity motor score at discharge (0-50)"},
+    "initial_ais": {"Description": "ASIA Impairment Scale grade at admission (A-E)"},
+    "discharge_ais": {"Description": "ASIA Impairment Scale grade at discharge (A-E)"},
+    "initial_pin_prick_total": {"Description": "pin prick total score at admission (0-112)"},
+    "discharge_pin_prick_total": {"Description": "pin prick total score at discharge (0-112)"},
+    "initial_light_touch_total": {"Description": "light touch total score at admission (0-112)"},
+    "discharge_light_touch_total": {"Description": "light touch total score at discharge (0-112)"},
+}
+
+
+def _write_site_files(
+    root: Path, site: str, protocol: SiteProtocol, subjects: list[SubjectPlan], seed: int
+) -> None:
+    desc = f"synthesize_cohort(seed={seed}): synthetic {protocol.plane} T2w, {site}"
+    _bids.write_dataset_description(root, f"cohort-sciseg synthetic SCI cohort, {site}", desc)
+    _bids.write_dataset_description(
+        root / "derivatives" / "labels",
+        f"Analytic manual labels of {site}",
+        desc + "; cord (_seg-manual) and lesion (_lesion-manual) masks, exact at voxel centres",
+        derivative=True,
+    )
+    atomic_write_text(
+        root / "README",
+        f"Synthetic spinal cord injury T2w data ({site}), generated by cohort-sciseg {__version__} "
+        f"with seed {seed}. Not real patients. Ground truth: ../ground_truth/.\n",
+    )
+    _bids.write_tsv(
+        root / "participants.tsv", PARTICIPANT_COLUMNS, [s.participant_dict for s in subjects]
+    )
+    write_json(root / "participants.json", _PARTICIPANTS_JSON)
+    for s in subjects:
+        if protocol.follow_up:
+            rows = [
+                {"session_id": f"ses-{sc.ses}", "days_since_injury": sc.days_since_injury}
+                for sc in s.scans
+            ]
+            _bids.write_tsv(
+                root / f"sub-{s.sub}" / f"sub-{s.sub}_sessions.tsv",
+                ("session_id", "days_since_injury"),
+                rows,
+            )
+
+
+def _write_scan(
+    out: Path, root: Path, subject: SubjectPlan, scan: ScanPlan, seed: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    protocol = subject.protocol
+    affine, shape = acquisition_grid(
+        scan.orientation,
+        protocol.voxel_mm,
+        protocol.fov_mm,
+        scan.fov_centre_mm,
+        oblique_deg=scan.oblique_deg,
+    )
+    rng = np.random.default_rng(
+        [seed, subject.site_number, subject.subject_number, 1, scan.session_number]
+    )
+    rendered = render_scan(
+        subject.anatomy,
+        scan.lesions,
+        affine,
+        shape,
+        rng=rng,
+        implant=subject.implant,
+        snr=protocol.snr,
+        gain=protocol.gain,
+        dtype=protocol.dtype,
+    )
+    stem = _bids.bids_stem(subject.sub, scan.ses, protocol.acq)
+    image_path = _bids.anat_dir(root, subject.sub, scan.ses) / f"{stem}.nii.gz"
+    labels_dir = _bids.anat_dir(root / "derivatives" / "labels", subject.sub, scan.ses)
+    cord_path = labels_dir / f"{stem}_{CORD_SUFFIX}.nii.gz"
+    lesion_path = labels_dir / f"{stem}_{LESION_SUFFIX}.nii.gz"
+    save_nifti(
+        image_path, rendered.image, affine, header=_bids.nifti_header("cohort-sciseg synthetic T2w")
+    )
+    write_json(image_path.with_name(f"{stem}.json"), protocol.sidecar)
+    save_nifti(cord_path, rendered.cord, affine, header=_bids.nifti_header("cord mask (analytic)"))
+    save_nifti(
+        lesion_path, rendered.lesion, affine, header=_bids.nifti_header("lesion mask (analytic)")
+    )
+
+    n = len(scan.lesions)
+    m = measure_slices(rendered.cord, rendered.labels, affine, n)
+    vox = np.sqrt(np.sum(np.square(affine[:3, :3]), axis=0))
+    voxel_volume = float(np.prod(vox))
+    sid = _bids.scan_id(subject.site, stem)
+    ids = {
+        "scan_id": sid,
+        "site": subject.site,
+        "sub": subject.sub,
+        "ses": scan.ses,
+        "acq": protocol.acq,
+        "image_path": _bids.relpath(image_path, out),
+    }
+    lesion_rows = []
+    for i, les in enumerate(scan.lesions):
+        lesion_rows.append(
+            {
+                **ids,
+                "lesion_mask_path": _bids.relpath(lesion_path, out),
+                "lesion_index": i + 1,
+                "center_x_mm": les.centre_mm[0],
+                "center_y_mm": les.centre_mm[1],
+                "center_z_mm": les.centre_mm[2],
+                "semi_axis_lr_mm": les.semi_axes_mm[0],
+                "semi_axis_ap_mm": les.semi_axes_mm[1],
+                "semi_axis_long_mm": les.semi_axes_mm[2],
+                "tilt_deg": les.tilt_deg,
+                "analytic_volume_mm3": les.volume_mm3,
+                "n_voxels": m.lesion_voxels[i],
+                "voxel_volume_mm3": m.lesion_voxels[i] * voxel_volume,
+                "z_extent_mm": 2.0 * float(les.half_extent_mm[2]),
+                "voxel_z_extent_mm": m.lesion_z_extent_mm[i],
+                "max_axial_damage_ratio": m.lesion_ratio[i],
+                "has_core": les.has_core,
+                "contrast": les.contrast,
+                "vertebral_level": subject.anatomy.level_at(les.centre_mm[2]),
+            }
+        )
+    lesion_voxels = int(sum(m.lesion_voxels))
+    scan_row = {
+        **ids,
+        "cord_mask_path": _bids.relpath(cord_path, out),
+        "lesion_mask_path": _bids.relpath(lesion_path, out),
+        "source_image_path": None,
+        "orientation": orientation_code(affine),
+        "acquisition_plane": acquisition_plane(affine),
+        "dim_x": shape[0],
+        "dim_y": shape[1],
+        "dim_z": shape[2],
+        "voxel_x_mm": float(vox[0]),
+        "voxel_y_mm": float(vox[1]),
+        "voxel_z_mm": float(vox[2]),
+        "oblique_deg": obliquity_deg(affine),
+        "n_lesions": n,
+        "lesion_voxels": lesion_voxels,
+        "total_lesion_volume_mm3": lesion_voxels * voxel_volume,
+        "total_analytic_volume_mm3": float(sum(les.volume_mm3 for les in scan.lesions)),
+        "max_axial_damage_ratio": m.max_axial_damage_ratio,
+        "analytic_max_axial_damage_ratio": max_axial_damage_ratio(subject.anatomy, scan.lesions),
+        "cord_voxels": m.cord_voxels,
+        "cord_volume_mm3": m.cord_voxels * voxel_volume,
+        "implant": subject.implant is not None,
+        "implant_level": subject.implant.level if subject.implant is not None else None,
+    }
+    return scan_row, lesion_rows
+
+
+def synthesize_cohort(
+    out_dir: str | os.PathLike[str],
+    *,
+    sites: int = 3,
+    subjects_per_site: int = 4,
+    seed: int = 0,
+    implant_fraction: float = 0.25,
+) -> SynthCohort:
+    """Write a synthetic multi-site SCI T2w cohort with analytic ground truth.
+
+    One BIDS dataset per site (``<out_dir>/site1``, ``site2``, ...; acquisitions in
+    :mod:`cohort_sciseg.synth.protocols`), each subject with a phantom T2w image
+    (:mod:`cohort_sciseg.synth.render`), cord and lesion masks in
+    ``derivatives/labels`` (``_seg-manual``, ``_lesion-manual``), demographics
+    and clinical scores in ``participants.tsv`` (:mod:`cohort_sciseg.synth.clinical`),
+    and ground-truth tables in ``<out_dir>/ground_truth``
+    (:mod:`cohort_sciseg.synth.ground_truth`).
+
+    Parameters
+    ----------
+    out_dir
+        New or empty folder.
+    sites
+        Number of sites (>= 1); protocols cycle every three sites.
+    subjects_per_site
+        Subjects per site (>= 1). Every second subject of a follow-up site (site 2,
+        5, ...) has two sessions, so there are more scans than subjects.
+    seed
+        Non-negative seed. The same seed gives byte-identical files (NIfTI gzip
+        streams carry no timestamp or file name; tables hold relative paths),
+        with the same package and numpy versions (written to ``config.json``).
+    implant_fraction
+        Fraction (probability) of subjects with a metal implant artefact, 0-1.
+
+    Returns
+    -------
+    SynthCohort
+
+    Raises
+    ------
+    SynthError
+        Bad option values, or ``out_dir`` not empty.
+    """
+    _check_options(sites, subjects_per_site, seed, implant_fraction)
+    out = _bids.prepare_output(out_dir)
+    plans = plan_cohort(
+        sites=sites,
+        subjects_per_site=subjects_per_site,
+        seed=seed,
+        implant_fraction=implant_fraction,
+    )
+    scan_rows: list[dict[str, Any]] = []
+    lesion_rows: list[dict[str, Any]] = []
+    roots = []
+    for s in range(1, sites + 1):
+        subjects = [p for p in plans if p.site_number == s]
+        root = out / f"site{s}"
+        roots.append(root)
+        _write_site_files(root, f"site{s}", subjects[0].protocol, subjects, seed)
+        for subject in subjects:
+            for scan in subject.scans:
+                row, rows = _write_scan(out, root, subject, scan, seed)
+                scan_rows.append(row)
+                lesion_rows.extend(rows)
+        logger.info("wrote %s: %d subjects", root, len(subjects))
+    config = {
+        "function": "synthesize_cohort",
+        "sites": sites,
+        "subjects_per_site": subjects_per_site,
+        "seed": seed,
+        "implant_fraction": float(implant_fraction),
+    }
+    lesions_path, scans_path = write_ground_truth(out, scan_rows, lesion_rows, config)
+    return SynthCohort(
+        out_dir=out,
+        dataset_roots=tuple(roots),
+        lesions_table=lesions_path.absolute(),
+        scans_table=scans_path.absolute(),
+        n_sites=sites,
+        n_subjects=len(plans),
+        n_scans=len(scan_rows),
+        n_lesions=len(lesion_rows),
+        seed=seed,
+    )
