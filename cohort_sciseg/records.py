@@ -31,6 +31,7 @@ __all__ = [
     "AcquisitionPlane",
     "Failure",
     "Scan",
+    "arrow_field",
     "failures_from_table",
     "failures_to_table",
     "scans_from_table",
@@ -198,13 +199,17 @@ class Failure:
         )
 
 
-def _f(name: str, typ: pa.DataType, doc: str, unit: str | None = None, nullable: bool = True) -> pa.Field:
+def arrow_field(
+    name: str, typ: pa.DataType, doc: str, unit: str | None = None, nullable: bool = True
+) -> pa.Field:
+    """Arrow field with its description and unit in the field metadata (how every table is documented)."""
     meta = {"description": doc}
     if unit is not None:
         meta["unit"] = unit
     return pa.field(name, typ, nullable=nullable, metadata=meta)
 
 
+_f = arrow_field
 _STR_MAP = pa.map_(pa.string(), pa.string())
 
 #: Schema of ``scans.parquet`` (one row per discovered T2w image).

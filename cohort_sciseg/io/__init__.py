@@ -28,6 +28,7 @@ from cohort_sciseg.io.nifti import (
 from cohort_sciseg.io.orientation import (
     RPI,
     acquisition_plane,
+    axis_directions,
     from_nibabel_axcodes,
     orientation_code,
     reorient,
@@ -47,6 +48,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "axis_directions",
     "binarize",
     "check_same_geometry",
     "from_nibabel_axcodes",

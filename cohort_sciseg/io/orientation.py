@@ -22,6 +22,7 @@ from cohort_sciseg.errors import GeometryError, format_error
 __all__ = [
     "RPI",
     "acquisition_plane",
+    "axis_directions",
     "from_nibabel_axcodes",
     "orientation_code",
     "reorient",
@@ -38,7 +39,7 @@ _PAIRS = ({"R", "L"}, {"A", "P"}, {"S", "I"})
 def to_nibabel_axcodes(code: str) -> tuple[str, str, str]:
     """nibabel axis codes of an SCT orientation code (``"RPI"`` -> ``("L", "A", "S")``)."""
     _check_code(code)
-    return tuple(_FLIP[c] for c in code.upper())  # type: ignore[return-value]
+    return tuple(_FLIP[c] for c in code)  # type: ignore[return-value]
 
 
 def from_nibabel_axcodes(axcodes: tuple[str | None, ...]) -> str:
@@ -47,7 +48,7 @@ def from_nibabel_axcodes(axcodes: tuple[str | None, ...]) -> str:
 
 
 def _check_code(code: str) -> None:
-    up = code.upper() if isinstance(code, str) else ""
+    up = code if isinstance(code, str) else ""
     ok = len(up) == 3 and all(c in _FLIP for c in up) and all(
         sum(c in pair for c in up) == 1 for pair in _PAIRS
     )
@@ -58,6 +59,17 @@ def _check_code(code: str) -> None:
             fix="use an SCT orientation code",
         )
         raise GeometryError(msg)
+
+
+def axis_directions(code: str) -> tuple[tuple[int, float], ...]:
+    """World axis and direction of each array axis of an SCT orientation code.
+
+    Returns one ``(world_axis, sign)`` per array axis: world axis 0 is x (R-L), 1 is
+    y (A-P), 2 is z (S-I) of RAS+ scanner space, and ``sign`` is +1 when the array
+    axis runs towards +x/+y/+z (Right, Anterior, Superior). ``"RPI"`` (from Right to
+    left, ...) gives ``((0, -1.0), (1, 1.0), (2, 1.0))``.
+    """
+    return tuple((int(ax), float(sign)) for ax, sign in ornt.axcodes2ornt(to_nibabel_axcodes(code)))
 
 
 def orientation_code(affine: np.ndarray) -> str:

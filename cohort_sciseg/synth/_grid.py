@@ -12,22 +12,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from cohort_sciseg.errors import SynthError, format_error
+from cohort_sciseg.errors import GeometryError, SynthError
+from cohort_sciseg.io import axis_directions
 
 __all__ = ["acquisition_grid", "index_box", "rotation_about_x", "world_axes", "world_coordinates"]
 
 FloatArray = npt.NDArray[np.float32]
-
-# SCT letter -> (world axis, sign of the array axis direction in RAS+).
-_SCT_LETTERS = {
-    "R": (0, -1.0),  # starts Right, runs towards Left: -x
-    "L": (0, 1.0),
-    "P": (1, 1.0),  # starts Posterior, runs towards Anterior: +y
-    "A": (1, -1.0),
-    "I": (2, 1.0),  # starts Inferior, runs towards Superior: +z
-    "S": (2, -1.0),
-}
-
 
 def world_axes(orientation: str) -> tuple[tuple[int, float], ...]:
     """World axis (0 x/LR, 1 y/AP, 2 z/SI) and direction sign of each array axis.
@@ -37,19 +27,10 @@ def world_axes(orientation: str) -> tuple[tuple[int, float], ...]:
     orientation
         Three-letter SCT code, one letter from each of R/L, A/P, S/I.
     """
-    code = orientation
-    if (
-        not isinstance(code, str)
-        or len(code) != 3
-        or any(c not in _SCT_LETTERS for c in code)
-        or sorted(_SCT_LETTERS[c][0] for c in code) != [0, 1, 2]
-    ):
-        msg = format_error(
-            f"orientation {orientation!r} is not valid",
-            expected="three letters, one from each of R/L, A/P, S/I (SCT naming, e.g. 'RPI', 'PSR')",
-        )
-        raise SynthError(msg)
-    return tuple(_SCT_LETTERS[c] for c in code)
+    try:
+        return axis_directions(orientation)
+    except GeometryError as exc:
+        raise SynthError(str(exc)) from exc
 
 
 def rotation_about_x(deg: float) -> npt.NDArray[np.float64]:

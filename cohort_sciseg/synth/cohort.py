@@ -51,6 +51,7 @@ from cohort_sciseg.synth.anatomy import (
     max_axial_damage_ratio,
 )
 from cohort_sciseg.synth.clinical import CLINICAL_COLUMNS, simulate_clinical_scores
+from cohort_sciseg.synth.ground_truth import lesion_rows as lesion_rows_of
 from cohort_sciseg.synth.ground_truth import measure_slices, obliquity_deg, write_ground_truth
 from cohort_sciseg.synth.protocols import SiteProtocol, site_protocol
 from cohort_sciseg.synth.render import render_scan
@@ -404,31 +405,14 @@ def _write_scan(
         "acq": protocol.acq,
         "image_path": _bids.relpath(image_path, out),
     }
-    lesion_rows = []
-    for i, les in enumerate(scan.lesions):
-        lesion_rows.append(
-            {
-                **ids,
-                "lesion_mask_path": _bids.relpath(lesion_path, out),
-                "lesion_index": i + 1,
-                "center_x_mm": les.centre_mm[0],
-                "center_y_mm": les.centre_mm[1],
-                "center_z_mm": les.centre_mm[2],
-                "semi_axis_lr_mm": les.semi_axes_mm[0],
-                "semi_axis_ap_mm": les.semi_axes_mm[1],
-                "semi_axis_long_mm": les.semi_axes_mm[2],
-                "tilt_deg": les.tilt_deg,
-                "analytic_volume_mm3": les.volume_mm3,
-                "n_voxels": m.lesion_voxels[i],
-                "voxel_volume_mm3": m.lesion_voxels[i] * voxel_volume,
-                "z_extent_mm": 2.0 * float(les.half_extent_mm[2]),
-                "voxel_z_extent_mm": m.lesion_z_extent_mm[i],
-                "max_axial_damage_ratio": m.lesion_ratio[i],
-                "has_core": les.has_core,
-                "contrast": les.contrast,
-                "vertebral_level": subject.anatomy.level_at(les.centre_mm[2]),
-            }
-        )
+    lesion_rows = lesion_rows_of(
+        ids,
+        scan.lesions,
+        m,
+        voxel_volume_mm3=voxel_volume,
+        lesion_mask_path=_bids.relpath(lesion_path, out),
+        vertebral_level=subject.anatomy.level_at,
+    )
     lesion_voxels = int(sum(m.lesion_voxels))
     scan_row = {
         **ids,

@@ -20,6 +20,7 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ import scipy
 
 from cohort_sciseg._version import __version__
 from cohort_sciseg.io import atomic_write_text, reorient, write_json, write_parquet
+from cohort_sciseg.records import arrow_field
+from cohort_sciseg.synth.anatomy import Lesion
 
 __all__ = [
     "GT_LESIONS_SCHEMA",
@@ -44,13 +47,7 @@ __all__ = [
 ]
 
 
-def _f(
-    name: str, typ: pa.DataType, doc: str, unit: str | None = None, nullable: bool = True
-) -> pa.Field:
-    meta = {"description": doc}
-    if unit is not None:
-        meta["unit"] = unit
-    return pa.field(name, typ, nullable=nullable, metadata=meta)
+_f = arrow_field
 
 
 _ID_FIELDS = [
@@ -392,3 +389,41 @@ def write_ground_truth(
     }
     write_json(gt / "config.json", {**config, "versions": versions})
     return lesions_path, scans_path
+
+
+def lesion_rows(
+    ids: dict[str, Any],
+    lesions: Sequence[Lesion],
+    measures: SliceMeasures,
+    *,
+    voxel_volume_mm3: float,
+    lesion_mask_path: str,
+    vertebral_level: Callable[[float], str] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of ``lesions.parquet`` for one scan (``ids`` holds the scan's id columns)."""
+    rows = []
+    for i, les in enumerate(lesions):
+        rows.append(
+            {
+                **ids,
+                "lesion_mask_path": lesion_mask_path,
+                "lesion_index": i + 1,
+                "center_x_mm": les.centre_mm[0],
+                "center_y_mm": les.centre_mm[1],
+                "center_z_mm": les.centre_mm[2],
+                "semi_axis_lr_mm": les.semi_axes_mm[0],
+                "semi_axis_ap_mm": les.semi_axes_mm[1],
+                "semi_axis_long_mm": les.semi_axes_mm[2],
+                "tilt_deg": les.tilt_deg,
+                "analytic_volume_mm3": les.volume_mm3,
+                "n_voxels": measures.lesion_voxels[i],
+                "voxel_volume_mm3": measures.lesion_voxels[i] * voxel_volume_mm3,
+                "z_extent_mm": 2.0 * float(les.half_extent_mm[2]),
+                "voxel_z_extent_mm": measures.lesion_z_extent_mm[i],
+                "max_axial_damage_ratio": measures.lesion_ratio[i],
+                "has_core": les.has_core,
+                "contrast": les.contrast,
+                "vertebral_level": None if vertebral_level is None else vertebral_level(les.centre_mm[2]),
+            }
+        )
+    return rows

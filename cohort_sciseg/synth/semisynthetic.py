@@ -52,6 +52,7 @@ from cohort_sciseg.synth import _bids
 from cohort_sciseg.synth._grid import index_box, world_coordinates
 from cohort_sciseg.synth.anatomy import Lesion
 from cohort_sciseg.synth.cohort import LESION_SUFFIX, SynthCohort
+from cohort_sciseg.synth.ground_truth import lesion_rows as lesion_rows_of
 from cohort_sciseg.synth.ground_truth import measure_slices, obliquity_deg, write_ground_truth
 
 __all__ = ["find_masked_images", "insert_lesions", "insert_lesions_into_arrays"]
@@ -423,30 +424,13 @@ def insert_lesions(
             "acq": ents.get("acq"),
             "image_path": _bids.relpath(new_img, out),
         }
-        for i, les in enumerate(lesions):
-            lesion_rows.append(
-                {
-                    **ids,
-                    "lesion_mask_path": _bids.relpath(lesion_out, out),
-                    "lesion_index": i + 1,
-                    "center_x_mm": les.centre_mm[0],
-                    "center_y_mm": les.centre_mm[1],
-                    "center_z_mm": les.centre_mm[2],
-                    "semi_axis_lr_mm": les.semi_axes_mm[0],
-                    "semi_axis_ap_mm": les.semi_axes_mm[1],
-                    "semi_axis_long_mm": les.semi_axes_mm[2],
-                    "tilt_deg": les.tilt_deg,
-                    "analytic_volume_mm3": les.volume_mm3,
-                    "n_voxels": m.lesion_voxels[i],
-                    "voxel_volume_mm3": m.lesion_voxels[i] * voxel_volume,
-                    "z_extent_mm": 2.0 * float(les.half_extent_mm[2]),
-                    "voxel_z_extent_mm": m.lesion_z_extent_mm[i],
-                    "max_axial_damage_ratio": m.lesion_ratio[i],
-                    "has_core": False,
-                    "contrast": les.contrast,
-                    "vertebral_level": None,
-                }
-            )
+        lesion_rows += lesion_rows_of(
+            ids,
+            lesions,
+            m,
+            voxel_volume_mm3=voxel_volume,
+            lesion_mask_path=_bids.relpath(lesion_out, out),
+        )
         n_vox = int(sum(m.lesion_voxels))
         scan_rows.append(
             {

@@ -30,6 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from cohort_sciseg.errors import SynthError, format_error
+from cohort_sciseg.io import axis_directions, from_nibabel_axcodes
 
 __all__ = [
     "HOSTILE_LABELS",
@@ -77,17 +78,8 @@ class AffineTemplate:
 
     def affine(self, shape: Sequence[int]) -> np.ndarray:
         """Voxel-to-world affine, centred on the image."""
-        world = {
-            "R": (0, 1.0),
-            "L": (0, -1.0),
-            "A": (1, 1.0),
-            "P": (1, -1.0),
-            "S": (2, 1.0),
-            "I": (2, -1.0),
-        }
         m = np.zeros((3, 3))
-        for i, code in enumerate(self.axcodes):
-            axis, sign = world[code]
+        for i, (axis, sign) in enumerate(axis_directions(from_nibabel_axcodes(self.axcodes))):
             m[axis, i] = sign * self.zooms[i]
         t = math.radians(self.oblique_deg)
         rot = np.array(

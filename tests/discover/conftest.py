@@ -11,25 +11,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cohort_sciseg.io import axis_directions, from_nibabel_axcodes
+
 # Non-cubic on purpose, so that an axis mix-up changes the answer.
 SHAPE = (7, 8, 9)
-
-_WORLD = {
-    "R": (0, 1.0),
-    "L": (0, -1.0),
-    "A": (1, 1.0),
-    "P": (1, -1.0),
-    "S": (2, 1.0),
-    "I": (2, -1.0),
-}
-
 
 def affine_for(axcodes: str = "LAS", zooms: Sequence[float] = (0.5, 0.6, 3.0)) -> np.ndarray:
     """Affine whose array axes point to the nibabel ``axcodes`` with voxel sizes ``zooms``."""
     aff = np.eye(4)
     aff[:3, :3] = 0.0
-    for i, code in enumerate(axcodes):
-        axis, sign = _WORLD[code]
+    for i, (axis, sign) in enumerate(axis_directions(from_nibabel_axcodes(tuple(axcodes)))):
         aff[axis, i] = sign * zooms[i]
     aff[:3, 3] = (-10.0, 20.0, -30.0)
     return aff

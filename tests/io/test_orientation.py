@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cohort_sciseg.errors import GeometryError
 from cohort_sciseg.io import (
     acquisition_plane,
+    axis_directions,
     from_nibabel_axcodes,
     orientation_code,
     reorient,
@@ -63,13 +64,19 @@ def test_48_distinct_codes():
     assert len(set(ALL_CODES)) == 48
 
 
+def test_axis_directions():
+    # RAS+: +x is patient Right. R->L runs to -x, P->A to +y, I->S to +z.
+    assert axis_directions("RPI") == ((0, -1.0), (1, 1.0), (2, 1.0))
+    assert axis_directions("PSR") == ((1, 1.0), (2, -1.0), (0, -1.0))
+
+
 def test_sct_names_flip_nibabel():
     assert to_nibabel_axcodes("RPI") == ("L", "A", "S")
     assert from_nibabel_axcodes(("P", "S", "R")) == "AIL"
     assert orientation_code(np.eye(4)) == "LPI"
 
 
-@pytest.mark.parametrize("bad", ["RPX", "RRI", "RP", "rpi ", "", "RLI"])
+@pytest.mark.parametrize("bad", ["RPX", "RRI", "RP", "rpi", "rpi ", "", "RLI"])
 def test_invalid_code(bad):
     with pytest.raises(GeometryError, match=r"orientation .* is not valid.*one from each of R/L"):
         to_nibabel_axcodes(bad)
@@ -99,7 +106,7 @@ def test_world_positions_preserved(code, rng):
     ijk_rpi = np.rint(nib.affines.apply_affine(np.linalg.inv(rpi_aff), world)).astype(int)
     for src, dst in zip(ijk, ijk_rpi, strict=True):
         assert data[tuple(src)] == rpi[tuple(dst)]
-    # In RPI the i axis runs toward patient Left (+x in RAS+), j toward Anterior, k toward Superior.
+    # In RPI the i axis runs toward patient Left (-x in RAS+), j toward Anterior (+y), k toward Superior (+z).
     signs = np.sign(np.diag(rpi_aff[:3, :3] @ np.diag(1 / np.linalg.norm(rpi_aff[:3, :3], axis=0))))
     np.testing.assert_array_equal(signs, [-1, 1, 1])
 
