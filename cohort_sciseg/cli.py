@@ -25,7 +25,7 @@ from cohort_sciseg.errors import CohortSciSegError
 if TYPE_CHECKING:
     from cohort_sciseg.synth import SynthCohort
 
-__all__ = ["DemoCommand", "DiscoverCommand", "SynthCommand", "main"]
+__all__ = ["AnalyzeLesionCommand", "DemoCommand", "DiscoverCommand", "SynthCommand", "main"]
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -85,6 +85,44 @@ class DiscoverCommand:
             write_failures(discovery, failures)
             out.write(f"problems table: {failures}\n")
         return EXIT_PROBLEMS if discovery.problems else EXIT_OK
+
+
+@dataclass
+class AnalyzeLesionCommand:
+    """``cohort-sciseg analyze-lesion --lesion L --cord C [--image I] -o OUT``.
+
+    A drop-in for ``sct_analyze_lesion -m L -s C [-i I]``: writes ``OUT.parquet``
+    (one row per lesion), ``OUT_slices.parquet`` (per-sagittal-slice bridges),
+    ``OUT.json`` (per-scan summary) and ``OUT_label.nii.gz`` (lesion ids).
+    """
+
+    lesion: Path
+    cord: Path
+    output: Path
+    image: Path | None = None
+    threshold: float = 0.5
+    angle_correction: bool = True
+
+    def run(self, out: TextIO = sys.stdout) -> int:
+        from cohort_sciseg.io import read_header
+        from cohort_sciseg.morphometry import analyze_lesion_files, write_lesion_analysis
+
+        result = analyze_lesion_files(
+            self.lesion, self.cord, self.image,
+            threshold=self.threshold, angle_correction=self.angle_correction,
+        )
+        lesion_img = read_header(self.lesion)
+        paths = write_lesion_analysis(result, self.output, affine=lesion_img.affine)
+        s = result.summary
+        out.write(
+            f"{s.n_lesions} lesion(s): total volume {s.total_volume_mm3:.2f} mm3, total length "
+            f"{s.total_length_mm:.2f} mm, max axial damage ratio {s.max_axial_damage_ratio:.3f}\n"
+        )
+        for note in s.notes:
+            out.write(f"note: {note}\n")
+        for what, path in paths.items():
+            out.write(f"{what}: {path}\n")
+        return EXIT_OK
 
 
 @dataclass
@@ -177,6 +215,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--from-bids", type=Path, metavar="BIDS_DIR",
                    help="semi-synthetic: insert lesions into the real cords of this dataset")
 
+    a = sub.add_parser("analyze-lesion", help="lesion morphometrics of one scan (drop-in for sct_analyze_lesion)")
+    a.add_argument("--lesion", "-m", type=Path, required=True, help="lesion mask (binary or soft)")
+    a.add_argument("--cord", "-s", type=Path, required=True, help="spinal cord mask")
+    a.add_argument("--image", "-i", type=Path, help="image for lesion intensity statistics")
+    a.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                   help="output prefix: OUT.parquet, OUT_slices.parquet, OUT.json, OUT_label.nii.gz")
+    a.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (value > t), default 0.5")
+    a.add_argument("--no-angle-correction", dest="angle_correction", action="store_false")
+
     m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
     m.add_argument("--subjects-per-site", type=int, default=4)
@@ -184,7 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _command(ns: argparse.Namespace) -> DiscoverCommand | SynthCommand | DemoCommand:
+def _command(
+    ns: argparse.Namespace,
+) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand:
     if ns.command == "discover":
         return DiscoverCommand(
             bids_dirs=ns.bids_dirs,
@@ -197,6 +246,11 @@ def _command(ns: argparse.Namespace) -> DiscoverCommand | SynthCommand | DemoCom
             cord_suffixes=ns.cord_suffixes,
             lesion_suffixes=ns.lesion_suffixes,
             strict=ns.strict,
+        )
+    if ns.command == "analyze-lesion":
+        return AnalyzeLesionCommand(
+            lesion=ns.lesion, cord=ns.cord, output=ns.output, image=ns.image,
+            threshold=ns.threshold, angle_correction=ns.angle_correction,
         )
     if ns.command == "synth":
         return SynthCommand(

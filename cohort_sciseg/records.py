@@ -27,10 +27,13 @@ import pyarrow as pa
 
 __all__ = [
     "FAILURES_SCHEMA",
+    "LESIONS_SCHEMA",
+    "LESION_SLICES_SCHEMA",
     "SCANS_SCHEMA",
     "AcquisitionPlane",
     "Failure",
     "Scan",
+    "ScanMorphometry",
     "arrow_field",
     "failures_from_table",
     "failures_to_table",
@@ -258,6 +261,98 @@ FAILURES_SCHEMA = pa.schema(
         _f("timestamp", pa.string(), "UTC time, ISO 8601", nullable=False),
     ]
 )
+
+
+#: Schema of ``lesions.parquet`` (one row per lesion; SCT ``sct_analyze_lesion`` measures).
+LESIONS_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "scan the lesion belongs to"),
+        _f("lesion_id", pa.int32(), "1..n, ordered from superior to inferior", nullable=False),
+        _f("volume_mm3", pa.float64(), "lesion volume inside the cord", "mm3", nullable=False),
+        _f("outside_cord_volume_mm3", pa.float64(), "part of the lesion outside the cord mask", "mm3", nullable=False),
+        _f("fully_outside_cord", pa.bool_(), "the lesion has no voxel inside the cord mask", nullable=False),
+        _f("length_mm", pa.float64(), "S-I length, angle-corrected (SCT length)", "mm", nullable=False),
+        _f("width_mm", pa.float64(), "max A-P width, angle-corrected (SCT width)", "mm", nullable=False),
+        _f("max_equivalent_diameter_mm", pa.float64(), "diameter of the circle of the largest corrected axial area", "mm", nullable=False),
+        _f("max_axial_damage_ratio", pa.float64(), "max over axial slices of lesion area / cord area", "1", nullable=False),
+        _f("length_midsagittal_mm", pa.float64(), "S-I length in the interpolated midsagittal slice", "mm"),
+        _f("width_midsagittal_mm", pa.float64(), "A-P width in the interpolated midsagittal slice", "mm"),
+        _f("dorsal_bridge_width_mm", pa.float64(), "interpolated midsagittal dorsal tissue bridge", "mm"),
+        _f("ventral_bridge_width_mm", pa.float64(), "interpolated midsagittal ventral tissue bridge", "mm"),
+        _f("total_bridge_width_mm", pa.float64(), "dorsal + ventral tissue bridges", "mm"),
+        _f("dorsal_bridge_ratio_pct", pa.float64(), "100 x dorsal / total bridge width", "%"),
+        _f("ventral_bridge_ratio_pct", pa.float64(), "100 x ventral / total bridge width", "%"),
+        _f("bridge_fallback", pa.bool_(), "lesion misses the midsagittal slices: SCT's fallback bridges", nullable=False),
+        _f("centroid_x_mm", pa.float64(), "lesion centroid, scanner x (RAS+)", "mm", nullable=False),
+        _f("centroid_y_mm", pa.float64(), "lesion centroid, scanner y (RAS+)", "mm", nullable=False),
+        _f("centroid_z_mm", pa.float64(), "lesion centroid, scanner z (RAS+)", "mm", nullable=False),
+        _f("z_min_slice", pa.int32(), "lowest RPI axial slice of the lesion", "voxel", nullable=False),
+        _f("z_max_slice", pa.int32(), "highest RPI axial slice of the lesion", "voxel", nullable=False),
+        _f("mean_intensity", pa.float64(), "mean image value in the lesion (image given)"),
+        _f("std_intensity", pa.float64(), "population SD of image values in the lesion (image given)"),
+    ]
+)
+
+#: Schema of ``lesion_slices.parquet``: SCT's per-sagittal-slice minimum tissue bridges.
+LESION_SLICES_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "scan the lesion belongs to"),
+        _f("lesion_id", pa.int32(), "lesion (see lesions table)", nullable=False),
+        _f("sagittal_slice", pa.int32(), "RPI sagittal slice index (x)", "voxel", nullable=False),
+        _f("dorsal_bridge_width_mm", pa.float64(), "minimum dorsal bridge over the lesion's axial slices", "mm", nullable=False),
+        _f("ventral_bridge_width_mm", pa.float64(), "minimum ventral bridge over the lesion's axial slices", "mm", nullable=False),
+        _f("total_bridge_width_mm", pa.float64(), "dorsal + ventral minima", "mm", nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanMorphometry:
+    """Per-scan lesion summary (the paper's biomarkers) and the conventions used.
+
+    Attributes
+    ----------
+    scan_id
+        The scan, when known.
+    n_lesions
+        Number of lesions (connected components, 18-connectivity).
+    total_volume_mm3
+        Sum of the lesions' volumes inside the cord, mm3 (0 without lesions).
+    total_outside_cord_volume_mm3
+        Lesion volume outside the cord mask, mm3.
+    total_length_mm
+        Sum of lesion lengths, mm (as the SCIseg paper's scripts do).
+    max_axial_damage_ratio
+        Maximum over lesions (0 without lesions).
+    cord_volume_mm3
+        Cord mask volume, mm3.
+    midsagittal_slice
+        Interpolated midsagittal slice x* in RPI voxel units (NaN without lesions).
+    connectivity, threshold, angle_correction
+        Conventions: 18-connectivity, binarisation ``value > threshold``, cos-theta
+        correction from the cord's smoothed centerline.
+    notes
+        Anything the user should know (non-binary masks, empty cord, fallbacks).
+    """
+
+    n_lesions: int
+    total_volume_mm3: float
+    total_outside_cord_volume_mm3: float
+    total_length_mm: float
+    max_axial_damage_ratio: float
+    cord_volume_mm3: float
+    midsagittal_slice: float
+    scan_id: str | None = None
+    connectivity: int = 18
+    threshold: float = 0.5
+    angle_correction: bool = True
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for JSON)."""
+        d = dataclasses.asdict(self)
+        d["notes"] = list(self.notes)
+        return d
 
 
 def _scan_row(s: Scan) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from cohort_sciseg.errors import NiftiError
 from cohort_sciseg.io import write_parquet
 from cohort_sciseg.records import (
     FAILURES_SCHEMA,
+    LESION_SLICES_SCHEMA,
+    LESIONS_SCHEMA,
     SCANS_SCHEMA,
     Failure,
     Scan,
@@ -64,6 +66,43 @@ PINNED_FAILURES = [
 ]
 
 
+PINNED_LESIONS = [
+    ("scan_id", "string", True),
+    ("lesion_id", "int32", False),
+    ("volume_mm3", "double", False),
+    ("outside_cord_volume_mm3", "double", False),
+    ("fully_outside_cord", "bool", False),
+    ("length_mm", "double", False),
+    ("width_mm", "double", False),
+    ("max_equivalent_diameter_mm", "double", False),
+    ("max_axial_damage_ratio", "double", False),
+    ("length_midsagittal_mm", "double", True),
+    ("width_midsagittal_mm", "double", True),
+    ("dorsal_bridge_width_mm", "double", True),
+    ("ventral_bridge_width_mm", "double", True),
+    ("total_bridge_width_mm", "double", True),
+    ("dorsal_bridge_ratio_pct", "double", True),
+    ("ventral_bridge_ratio_pct", "double", True),
+    ("bridge_fallback", "bool", False),
+    ("centroid_x_mm", "double", False),
+    ("centroid_y_mm", "double", False),
+    ("centroid_z_mm", "double", False),
+    ("z_min_slice", "int32", False),
+    ("z_max_slice", "int32", False),
+    ("mean_intensity", "double", True),
+    ("std_intensity", "double", True),
+]
+
+PINNED_LESION_SLICES = [
+    ("scan_id", "string", True),
+    ("lesion_id", "int32", False),
+    ("sagittal_slice", "int32", False),
+    ("dorsal_bridge_width_mm", "double", False),
+    ("ventral_bridge_width_mm", "double", False),
+    ("total_bridge_width_mm", "double", False),
+]
+
+
 def _pinned(schema):
     return [(f.name, str(f.type), f.nullable) for f in schema]
 
@@ -74,6 +113,20 @@ def test_scans_schema_pinned():
 
 def test_failures_schema_pinned():
     assert _pinned(FAILURES_SCHEMA) == PINNED_FAILURES
+
+
+def test_lesions_schema_pinned():
+    assert _pinned(LESIONS_SCHEMA) == PINNED_LESIONS
+    assert _pinned(LESION_SLICES_SCHEMA) == PINNED_LESION_SLICES
+
+
+def test_every_mm_column_says_mm():
+    for schema in (SCANS_SCHEMA, LESIONS_SCHEMA, LESION_SLICES_SCHEMA):
+        for f in schema:
+            if f.name.endswith("_mm"):
+                assert f.metadata[b"unit"] == b"mm", f.name
+            if f.name.endswith("_mm3"):
+                assert f.metadata[b"unit"] == b"mm3", f.name
 
 
 def test_units_in_metadata():

@@ -33,6 +33,7 @@ from cohort_sciseg.io.orientation import (
     orientation_code,
     reorient,
     to_nibabel_axcodes,
+    voxel_sizes,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "reorient",
     "save_nifti",
     "to_nibabel_axcodes",
+    "voxel_sizes",
     "write_json",
     "write_parquet",
 ]

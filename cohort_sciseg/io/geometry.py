@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from cohort_sciseg.errors import GeometryError, format_error
-from cohort_sciseg.io.orientation import orientation_code
+from cohort_sciseg.io.orientation import orientation_code, voxel_sizes
 
 __all__ = [
     "DEFAULT_ATOL_MM",
@@ -69,8 +69,7 @@ def grid_differences(
     b = np.asarray(other_affine, dtype=np.float64)
     if tuple(ref_shape) != tuple(other_shape):
         diffs.append(f"shape {tuple(other_shape)} vs {tuple(ref_shape)}")
-    za = np.sqrt((a[:3, :3] ** 2).sum(axis=0))
-    zb = np.sqrt((b[:3, :3] ** 2).sum(axis=0))
+    za, zb = np.asarray(voxel_sizes(a)), np.asarray(voxel_sizes(b))
     if not np.allclose(za, zb, rtol=0, atol=atol_mm):
         diffs.append(f"voxel sizes {_fmt(zb)} mm vs {_fmt(za)} mm")
     oa, ob = orientation_code(a), orientation_code(b)
@@ -177,9 +176,12 @@ def inspect_mask(data: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD) -> M
     if arr.dtype == bool:
         n = int(arr.sum())
         return MaskReport(n, True, (0.0, 1.0) if n else (0.0,), 2 if n else 1, threshold)
+    n_fg = int(np.count_nonzero(arr > threshold))
+    # Fast path for the usual 0/1 mask: no sort of the whole volume.
+    if n_fg == int(np.count_nonzero(arr == 1)) and n_fg + int(np.count_nonzero(arr == 0)) == arr.size:
+        return MaskReport(n_fg, True, (0.0, 1.0) if n_fg else (0.0,), 2 if n_fg else 1, float(threshold))
     values = np.unique(arr)
     is_binary = bool(np.isin(values, (0, 1)).all())
-    n_fg = int(np.count_nonzero(arr > threshold))
     return MaskReport(
         n_foreground=n_fg,
         is_binary=is_binary,

@@ -25,7 +25,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from cohort_sciseg.errors import NiftiError, format_error
 from cohort_sciseg.io.atomic import atomic_path
-from cohort_sciseg.io.orientation import orientation_code
+from cohort_sciseg.io.orientation import orientation_code, voxel_sizes
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -113,17 +113,12 @@ class Volume:
     @property
     def voxel_size_mm(self) -> tuple[float, float, float]:
         """Voxel sizes along the array axes, in mm."""
-        return _voxel_sizes(self.affine)
+        return voxel_sizes(self.affine)
 
     @property
     def orientation(self) -> str:
         """Axis orientation in SCT's naming."""
         return orientation_code(self.affine)
-
-
-def _voxel_sizes(affine: np.ndarray) -> tuple[float, float, float]:
-    z = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    return (float(z[0]), float(z[1]), float(z[2]))
 
 
 def _fail(what: str, path: Path, expected: str | None, fix: str, scan_id: str | None) -> NiftiError:
@@ -186,7 +181,7 @@ def _usable_affine(img: Any, path: Path, scan_id: str | None) -> np.ndarray:
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise _fail(f"affine has non-finite values: {affine.tolist()!r}", path, "finite numbers", _REEXPORT_FIX, scan_id)
-    zooms = _voxel_sizes(affine)
+    zooms = voxel_sizes(affine)
     if not all(np.isfinite(z) and z > 0 for z in zooms):
         raise _fail(
             "voxel sizes are (" + ", ".join(f"{z:.4g}" for z in zooms) + ") mm",
@@ -275,7 +270,7 @@ def read_header(
     return NiftiInfo(
         path=str(p),
         shape=shape,
-        voxel_size_mm=_voxel_sizes(affine),
+        voxel_size_mm=voxel_sizes(affine),
         affine=affine,
         orientation=orientation_code(affine),
         dtype=dtype.name,

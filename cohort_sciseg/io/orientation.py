@@ -27,6 +27,7 @@ __all__ = [
     "orientation_code",
     "reorient",
     "to_nibabel_axcodes",
+    "voxel_sizes",
 ]
 
 #: SCT's canonical orientation for morphometry (nibabel "LAS").
@@ -70,6 +71,12 @@ def axis_directions(code: str) -> tuple[tuple[int, float], ...]:
     left, ...) gives ``((0, -1.0), (1, 1.0), (2, 1.0))``.
     """
     return tuple((int(ax), float(sign)) for ax, sign in ornt.axcodes2ornt(to_nibabel_axcodes(code)))
+
+
+def voxel_sizes(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel sizes along the three array axes of an affine (its column norms), mm."""
+    z = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+    return (float(z[0]), float(z[1]), float(z[2]))
 
 
 def orientation_code(affine: np.ndarray) -> str:
@@ -118,9 +125,7 @@ def acquisition_plane(
     is ``"isotropic"`` (a 3D acquisition).
     """
     aff = np.asarray(affine)
-    zooms = np.asarray(
-        voxel_size_mm if voxel_size_mm is not None else np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
-    )
+    zooms = np.asarray(voxel_size_mm if voxel_size_mm is not None else voxel_sizes(aff))
     if zooms.max() < anisotropy * zooms.min():
         return "isotropic"
     thick = int(np.argmax(zooms))

@@ -1,0 +1,20 @@
+"""Lesion morphometrics: masks -> per-lesion and per-scan measures (pure numpy/scipy).
+
+:func:`measure_lesions` reproduces SCT's ``sct_analyze_lesion`` definitions
+(REFERENCE.md §2) and never crashes on lesions outside the cord, empty masks or
+soft masks; :func:`analyze_lesion_files` does the same from NIfTI files with
+geometry checks, and :func:`write_lesion_analysis` writes the tables.
+"""
+
+from cohort_sciseg.morphometry.centerline import CenterlineAngles, centerline_angles
+from cohort_sciseg.morphometry.files import analyze_lesion_files, write_lesion_analysis
+from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions
+
+__all__ = [
+    "CenterlineAngles",
+    "LesionAnalysis",
+    "analyze_lesion_files",
+    "centerline_angles",
+    "measure_lesions",
+    "write_lesion_analysis",
+]
