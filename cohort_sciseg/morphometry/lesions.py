@@ -283,7 +283,7 @@ def _measure_one(
         "bridge_fallback": False,
     }
     if image is not None:
-        vals = image[xi + ox, yi + oy, zi + oz]
+        vals = image[xi + ox, yi + oy, zi + oz].astype(np.float64)  # float32 sums drift
         vals = vals[vals != 0]  # SCT drops voxels where the image is 0
         if vals.size:
             row["mean_intensity"] = float(np.mean(vals))
@@ -434,8 +434,9 @@ def measure_lesions(
     scan = _Scan(c_rpi, rpi_aff, angles)
 
     box, crop_labels, found = _label(l_rpi, c_rpi)
-    # Superior first: order by centroid z (RPI), highest first; ties by x, y.
-    centroids = [np.array(np.nonzero(les.comp)).mean(axis=1) + les.offset for les in found]
+    # Superior first: order by the centroid z (RPI) of the measured part (the reported
+    # centroid), highest first; ties by x, y.
+    centroids = [np.array(np.nonzero(les.measured)).mean(axis=1) + les.offset for les in found]
     order = sorted(range(len(found)), key=lambda i: (-centroids[i][2], centroids[i][0], centroids[i][1]))
     found = [found[i] for i in order]
 
