@@ -57,7 +57,8 @@ class DiscoverCommand:
     lesion_suffixes: list[str] | None = None
     strict: bool = False
 
-    def run(self, out: TextIO = sys.stdout) -> int:
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
         from cohort_sciseg.discover import (
             DEFAULT_CORD_SUFFIXES,
             DEFAULT_LESION_SUFFIXES,
@@ -103,7 +104,8 @@ class AnalyzeLesionCommand:
     threshold: float = 0.5
     angle_correction: bool = True
 
-    def run(self, out: TextIO = sys.stdout) -> int:
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
         from cohort_sciseg.io import read_header
         from cohort_sciseg.morphometry import analyze_lesion_files, write_lesion_analysis
 
@@ -135,7 +137,8 @@ class SynthCommand:
     seed: int = 0
     from_bids: Path | None = None
 
-    def run(self, out: TextIO = sys.stdout) -> int:
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
         from cohort_sciseg.synth import insert_lesions, synthesize_cohort
 
         if self.from_bids is not None:
@@ -161,7 +164,8 @@ class DemoCommand:
     subjects_per_site: int = 4
     seed: int = 0
 
-    def run(self, out: TextIO = sys.stdout) -> int:
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
         from cohort_sciseg.synth import synthesize_cohort
 
         cohort_dir = self.out / "cohort"
