@@ -25,7 +25,14 @@ from cohort_sciseg.errors import CohortSciSegError
 if TYPE_CHECKING:
     from cohort_sciseg.synth import SynthCohort
 
-__all__ = ["AnalyzeLesionCommand", "DemoCommand", "DiscoverCommand", "SynthCommand", "main"]
+__all__ = [
+    "AnalyzeLesionCommand",
+    "DemoCommand",
+    "DiscoverCommand",
+    "MetricsCommand",
+    "SynthCommand",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -124,6 +131,36 @@ class AnalyzeLesionCommand:
             out.write(f"note: {note}\n")
         for what, path in paths.items():
             out.write(f"{what}: {path}\n")
+        return EXIT_OK
+
+
+@dataclass
+class MetricsCommand:
+    """``cohort-sciseg metrics --pred P --ref R [--lesion] -o OUT.json``.
+
+    A drop-in for ``animaSegPerfAnalyzer -i P -r R -d -s [-l]``: OUT.json holds
+    ANIMA's measure names as keys (NaN as null; keys absent where ANIMA writes
+    none) and the corrected metrics under ``"corrected"``.
+    """
+
+    pred: Path
+    ref: Path
+    output: Path
+    lesion: bool = False
+    units: str = "mm"
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        from cohort_sciseg.io import write_json
+        from cohort_sciseg.validation import compute_metrics_files
+
+        result = compute_metrics_files(
+            self.pred, self.ref, lesion_detection=self.lesion, units=self.units  # type: ignore[arg-type]
+        )
+        write_json(self.output, result.to_json())
+        for key, value in result.anima.items():
+            out.write(f"{key}: {value}\n")
+        out.write(f"metrics: {self.output}\n")
         return EXIT_OK
 
 
@@ -228,6 +265,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (value > t), default 0.5")
     a.add_argument("--no-angle-correction", dest="angle_correction", action="store_false")
 
+    q = sub.add_parser("metrics", help="segmentation metrics of one pair (drop-in for animaSegPerfAnalyzer)")
+    q.add_argument("--pred", "-i", type=Path, required=True, help="predicted mask")
+    q.add_argument("--ref", "-r", type=Path, required=True, help="reference (manual) mask")
+    q.add_argument("--lesion", "-l", action="store_true", help="also lesion detection metrics (ANIMA -l)")
+    q.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention (default mm)")
+    q.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json")
+
     m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
     m.add_argument("--subjects-per-site", type=int, default=4)
@@ -237,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command(
     ns: argparse.Namespace,
-) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand:
+) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand:
     if ns.command == "discover":
         return DiscoverCommand(
             bids_dirs=ns.bids_dirs,
@@ -256,6 +300,8 @@ def _command(
             lesion=ns.lesion, cord=ns.cord, output=ns.output, image=ns.image,
             threshold=ns.threshold, angle_correction=ns.angle_correction,
         )
+    if ns.command == "metrics":
+        return MetricsCommand(pred=ns.pred, ref=ns.ref, output=ns.output, lesion=ns.lesion, units=ns.units)
     if ns.command == "synth":
         return SynthCommand(
             out=ns.out, sites=ns.sites, subjects_per_site=ns.subjects_per_site, seed=ns.seed,

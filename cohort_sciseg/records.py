@@ -26,9 +26,11 @@ from typing import Any, Literal
 import pyarrow as pa
 
 __all__ = [
+    "BIOMARKERS_SCHEMA",
     "FAILURES_SCHEMA",
     "LESIONS_SCHEMA",
     "LESION_SLICES_SCHEMA",
+    "METRICS_SCHEMA",
     "SCANS_SCHEMA",
     "AcquisitionPlane",
     "Failure",
@@ -305,6 +307,34 @@ LESION_SLICES_SCHEMA = pa.schema(
     ]
 )
 
+
+#: Schema of ``metrics.parquet``: long table, one row per scan x method x structure x metric.
+METRICS_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "scan", nullable=False),
+        _f("site", pa.string(), "site label"),
+        _f("method", pa.string(), "segmentation method compared with the manual masks", nullable=False),
+        _f("structure", pa.string(), "cord or lesion", nullable=False),
+        _f("metric", pa.string(), "metric name (ANIMA's names, or a corrected metric's own)", nullable=False),
+        _f("value", pa.float64(), "metric value (null where undefined)"),
+        _f("source", pa.string(), "anima (ANIMA-compatible) or corrected", nullable=False),
+        _f("units", pa.string(), "distance convention: mm or voxel", nullable=False),
+    ]
+)
+
+#: Schema of ``biomarkers.parquet``: the paper's per-scan lesion biomarkers, manual and predicted.
+BIOMARKERS_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "scan", nullable=False),
+        _f("site", pa.string(), "site label"),
+        _f("sub", pa.string(), "BIDS subject label"),
+        _f("method", pa.string(), "'manual' or the segmentation method", nullable=False),
+        _f("n_lesions", pa.int32(), "number of lesions", nullable=False),
+        _f("total_volume_mm3", pa.float64(), "total lesion volume inside the cord", "mm3", nullable=False),
+        _f("total_length_mm", pa.float64(), "sum of lesion lengths", "mm", nullable=False),
+        _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1", nullable=False),
+    ]
+)
 
 @dataclass(frozen=True, slots=True)
 class ScanMorphometry:

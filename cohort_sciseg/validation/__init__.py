@@ -1,0 +1,26 @@
+"""Validation against manual masks and clinical scores (pure numpy/scipy/statsmodels).
+
+- :func:`compute_metrics` / :func:`compute_metrics_files`: ANIMA-compatible overlap,
+  distance and lesion-detection metrics (``animaSegPerfAnalyzer -d -s [-l]``) and
+  corrected ones (ASSD, HD95, NSD, one-to-one and MetricsReloaded lesion metrics).
+- :func:`find_predictions` / :func:`validate_scans`: the same over a cohort, as tidy tables.
+- :mod:`cohort_sciseg.validation.stats`: the paper's statistics.
+"""
+
+from cohort_sciseg.validation.cohort import (
+    Prediction,
+    ValidationTables,
+    find_predictions,
+    validate_scans,
+)
+from cohort_sciseg.validation.metrics import MetricsResult, compute_metrics, compute_metrics_files
+
+__all__ = [
+    "MetricsResult",
+    "Prediction",
+    "ValidationTables",
+    "compute_metrics",
+    "compute_metrics_files",
+    "find_predictions",
+    "validate_scans",
+]
