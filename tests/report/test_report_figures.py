@@ -19,7 +19,8 @@ from cohort_sciseg.report import (
 
 def _check(paths):
     png, svg = paths
-    assert png.suffix == ".png" and svg.suffix == ".svg"
+    assert png.suffix == ".png"
+    assert svg.suffix == ".svg"
     pixels = mpimg.imread(png)
     assert pixels.std() > 0.01, "blank PNG"
     root = ET.parse(svg).getroot()
