@@ -31,6 +31,7 @@ __all__ = [
     "DiscoverCommand",
     "MetricsCommand",
     "SynthCommand",
+    "ValidateCommand",
     "main",
 ]
 
@@ -164,6 +165,92 @@ class MetricsCommand:
         return EXIT_OK
 
 
+def _parse_predictions(spec: str) -> tuple[str, str | None, Path]:
+    """``[METHOD[@SPLIT]=]DIR`` -> (method, split, dir); the method defaults to ``sciseg``."""
+    name, sep, folder = spec.partition("=")
+    if not sep:
+        return "sciseg", None, Path(spec)
+    method, _, split = name.partition("@")
+    if not method:
+        raise CohortSciSegError(f"--predictions {spec!r}: empty method name (expected [METHOD[@SPLIT]=]DIR)")
+    return method, split or None, Path(folder)
+
+
+@dataclass
+class ValidateCommand:
+    """``cohort-sciseg validate BIDS_DIR... --predictions [METHOD[@SPLIT]=]DIR ... -o OUT``.
+
+    Compares predicted masks with the manual masks of the discovered scans and
+    writes the metrics and biomarkers tables, the paper's statistics (with the
+    clinical scores of ``participants.tsv``) and its figures into OUT (see
+    :func:`cohort_sciseg.report.validation.write_validation`).
+    """
+
+    bids_dirs: list[Path]
+    predictions: list[str]
+    output: Path
+    reference: str | None = None
+    units: str = "mm"
+    strata: list[str] = field(default_factory=list)
+    participant_labels: list[str] | None = None
+    include: Path | None = None
+    exclude: Path | None = None
+    zero_method: str = "wilcox"
+    wilcoxon_method: str = "auto"
+    figures: bool = True
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        import pyarrow as pa
+
+        from cohort_sciseg.discover import find_scans
+        from cohort_sciseg.report.validation import write_validation
+        from cohort_sciseg.validation import find_predictions, validate_scans
+        from cohort_sciseg.validation.stats import WilcoxonOptions
+        from cohort_sciseg.validation.study import flat_scans
+
+        specs = [_parse_predictions(p) for p in self.predictions]
+        seen = [(m, s) for m, s, _ in specs]
+        if len(set(seen)) != len(seen):
+            raise CohortSciSegError("--predictions: the same METHOD@SPLIT is given twice")
+        discovery = find_scans(
+            self.bids_dirs,
+            participant_labels=self.participant_labels,
+            include=self.include,
+            exclude=self.exclude,
+        )
+        scans = [s for s in discovery.scans if s.has_manual_masks]
+        out.write(f"{len(discovery.scans)} scan(s) found, {len(scans)} with manual cord and lesion masks\n")
+        metrics, biomarkers, failures = [], [], list(discovery.problems)
+        for method, split, folder in specs:
+            preds = find_predictions(scans, folder)
+            tables = validate_scans(scans, preds, method=method, split=split, units=self.units)  # type: ignore[arg-type]
+            metrics.append(tables.metrics)
+            biomarkers.append(tables.biomarkers)
+            failures += tables.failures
+            label = method + (f"@{split}" if split else "")
+            n_ok = len(set(tables.metrics.column("scan_id").to_pylist()))
+            out.write(f"{label}: {n_ok} scan(s) validated, {len(tables.failures)} failed, "
+                      f"{len(scans) - len(preds)} without predictions in {folder}\n")
+        result = write_validation(
+            self.output,
+            pa.concat_tables(metrics),
+            pa.concat_tables(biomarkers),
+            flat_scans(discovery.scans),
+            failures=failures,
+            reference=self.reference,
+            strata=self.strata,
+            wilcoxon=WilcoxonOptions(zero_method=self.zero_method, method=self.wilcoxon_method),  # type: ignore[arg-type]
+            figures=self.figures,
+        )
+        for f in failures:
+            out.write(f"failed: {f.scan_id or f.path}: {f.message}\n")
+        out.write(f"tables: {', '.join(str(p) for p in result.tables.values())}\n")
+        out.write(f"statistics: {self.output / 'stats'} ({len(result.stats_files)} files)\n")
+        out.write(f"figures: {len(result.figures)} file(s) in {self.output / 'figures'}\n")
+        return EXIT_PROBLEMS if failures else EXIT_OK
+
+
 @dataclass
 class SynthCommand:
     """``cohort-sciseg synth OUT``: write a synthetic multi-site SCI cohort (BIDS, one dataset per site)."""
@@ -272,6 +359,24 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention (default mm)")
     q.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json")
 
+    v = sub.add_parser("validate", help="validate predicted masks against manual masks and clinical scores")
+    v.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
+    v.add_argument("--predictions", "-p", action="append", required=True, metavar="[METHOD[@SPLIT]=]DIR",
+                   help="folder of <scan>_sc_seg/_lesion_seg.nii.gz masks; repeat for methods and splits")
+    v.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
+    v.add_argument("--reference", metavar="METHOD", help="method compared with the others (default: first)")
+    v.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention (default mm)")
+    v.add_argument("--stratify", action="append", default=[], dest="strata", metavar="COLUMN",
+                   help="also summarise by this participants/sidecar/scan column (e.g. etiology, manufacturer)")
+    v.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL")
+    v.add_argument("--include", type=Path, metavar="FILE", help="file with the scan ids to keep")
+    v.add_argument("--exclude", type=Path, metavar="FILE", help="file with the scan ids to drop")
+    v.add_argument("--zero-method", choices=("wilcox", "pratt", "zsplit"), default="wilcox",
+                   help="scipy.stats.wilcoxon zero_method (default wilcox)")
+    v.add_argument("--wilcoxon-method", choices=("auto", "exact", "approx"), default="auto",
+                   help="scipy.stats.wilcoxon method (default auto)")
+    v.add_argument("--no-figures", dest="figures", action="store_false")
+
     m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
     m.add_argument("--subjects-per-site", type=int, default=4)
@@ -281,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command(
     ns: argparse.Namespace,
-) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand:
+) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand | ValidateCommand:
     if ns.command == "discover":
         return DiscoverCommand(
             bids_dirs=ns.bids_dirs,
@@ -302,6 +407,13 @@ def _command(
         )
     if ns.command == "metrics":
         return MetricsCommand(pred=ns.pred, ref=ns.ref, output=ns.output, lesion=ns.lesion, units=ns.units)
+    if ns.command == "validate":
+        return ValidateCommand(
+            bids_dirs=ns.bids_dirs, predictions=ns.predictions, output=ns.output, reference=ns.reference,
+            units=ns.units, strata=ns.strata, participant_labels=ns.participant_labels, include=ns.include,
+            exclude=ns.exclude, zero_method=ns.zero_method, wilcoxon_method=ns.wilcoxon_method,
+            figures=ns.figures,
+        )
     if ns.command == "synth":
         return SynthCommand(
             out=ns.out, sites=ns.sites, subjects_per_site=ns.subjects_per_site, seed=ns.seed,

@@ -134,13 +134,16 @@ def _load_pair(scan: Scan, manual: str, predicted: str, what: str) -> tuple[np.n
     return ref.data, pred.data, info.affine
 
 
-def _biomarker_row(scan: Scan, method: str, cord: np.ndarray, lesion: np.ndarray, affine: np.ndarray) -> dict:
+def _biomarker_row(
+    scan: Scan, method: str, split: str | None, cord: np.ndarray, lesion: np.ndarray, affine: np.ndarray
+) -> dict:
     s = measure_lesions(cord, lesion, affine, scan_id=scan.scan_id).summary
     return {
         "scan_id": scan.scan_id,
         "site": scan.site,
         "sub": scan.sub,
         "method": method,
+        "split": split,
         "n_lesions": s.n_lesions,
         "total_volume_mm3": s.total_volume_mm3,
         "total_length_mm": s.total_length_mm,
@@ -149,7 +152,7 @@ def _biomarker_row(scan: Scan, method: str, cord: np.ndarray, lesion: np.ndarray
 
 
 def _validate_one(
-    scan: Scan, pred: Prediction, method: str, units: Literal["mm", "voxel"]
+    scan: Scan, pred: Prediction, method: str, split: str | None, units: Literal["mm", "voxel"]
 ) -> tuple[list[dict], list[dict]]:
     names = ("manual cord mask", "manual lesion mask", "predicted cord mask", "predicted lesion mask")
     mc, ml, pc, pl = paths = (scan.cord_mask_path, scan.lesion_mask_path, pred.cord_path, pred.lesion_path)
@@ -169,10 +172,10 @@ def _validate_one(
     for structure, ref, prd, detect in (("cord", ref_c, pred_c, False), ("lesion", ref_l, pred_l, True)):
         result = compute_metrics(prd, ref, spacing, lesion_detection=detect, units=units)
         for r in result.to_rows(scan.scan_id, structure):
-            rows.append({**r, "site": scan.site, "method": method})
+            rows.append({**r, "site": scan.site, "method": method, "split": split})
     bio = [
-        _biomarker_row(scan, "manual", ref_c, ref_l, affine),
-        _biomarker_row(scan, method, pred_c, pred_l, affine),
+        _biomarker_row(scan, "manual", split, ref_c, ref_l, affine),
+        _biomarker_row(scan, method, split, pred_c, pred_l, affine),
     ]
     return rows, bio
 
@@ -182,6 +185,7 @@ def validate_scans(
     predictions: Mapping[str, Prediction],
     *,
     method: str = "sciseg",
+    split: str | None = None,
     units: Literal["mm", "voxel"] = "mm",
 ) -> ValidationTables:
     """Metrics and biomarkers of every scan that has manual masks and predictions.
@@ -194,6 +198,10 @@ def validate_scans(
         Predicted masks per scan id (see :func:`find_predictions`).
     method
         Name of the predicting method, written in the tables.
+    split
+        Training split or seed of the method's model, when several were trained
+        (written in the tables; :func:`~cohort_sciseg.validation.stats.average_over_splits`
+        averages a scan's values over them).
     units
         Distance convention of the metrics: ``"mm"`` (default) or ``"voxel"``
         (what model_seg_sci effectively used); stored in every row.
@@ -208,7 +216,7 @@ def validate_scans(
                 logger.info("%s: no prediction found, not validated", scan.scan_id)
             continue
         try:
-            rows, bio = _validate_one(scan, pred, method, units)
+            rows, bio = _validate_one(scan, pred, method, split, units)
         except CohortSciSegError as exc:
             failures.append(Failure.from_exception(exc, scan_id=scan.scan_id, stage="validation", site=scan.site))
             continue

@@ -111,7 +111,7 @@ class MetricsResult:
         (higher is better, except ``RelativeVolumeError``: signed %, 0 is best);
         distances are in ``units`` (lower is better).
     corrected
-        Correct metrics: ``assd_mm``, ``hd95_mm``, ``nsd_<tol>mm`` and, with lesion
+        Correct metrics: ``assd``, ``hd95``, ``nsd_<tol>mm`` and, with lesion
         detection, ``lesion_tp_1to1``, ``lesion_f1_1to1``, ``lesion_sensitivity_mr``,
         ``lesion_ppv_mr``, ``lesion_f1_mr``, ``n_ref_lesions``, ``n_pred_lesions``.
         The ``_mm`` names are kept with ``units="voxel"``, where the values are
@@ -359,11 +359,11 @@ def compute_metrics(
 
     if have_maps:
         sd = surface_distances(maps)
-        corrected["assd_mm"] = assd(sd)
-        corrected["hd95_mm"] = hd_percentile(sd, 95.0)
+        corrected["assd"] = assd(sd)
+        corrected["hd95"] = hd_percentile(sd, 95.0)
         corrected[nsd_key] = normalized_surface_distance(sd, nsd_tolerance)
     else:
-        corrected["assd_mm"] = corrected["hd95_mm"] = corrected[nsd_key] = float("nan")
+        corrected["assd"] = corrected["hd95"] = corrected[nsd_key] = float("nan")
     if lesion_detection:
         m = match_lesions(s, t)
         corrected["lesion_tp_1to1"] = m.tp_1to1

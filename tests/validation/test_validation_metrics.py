@@ -71,8 +71,8 @@ def test_empty_prediction() -> None:
     assert all(a[k] is None for k in ANIMA_SURFACE_KEYS)
     assert (a["PPVL"], a["SensL"], a["F1_score"]) == (0.0, 0.0, 0.0)
     c = res.corrected
-    assert c["assd_mm"] is None
-    assert c["hd95_mm"] is None
+    assert c["assd"] is None
+    assert c["hd95"] is None
     assert c["nsd_1mm"] is None
     assert (c["n_ref_lesions"], c["n_pred_lesions"], c["lesion_tp_1to1"]) == (1, 0, 0)
 
@@ -90,7 +90,7 @@ def test_empty_reference_reports_only_lesion_counts() -> None:
     assert res_vox.anima == {"NbTestedLesions": 1, "VolTestedLesions": 4.0}
     both_empty = compute_metrics(np.zeros(SHAPE), np.zeros(SHAPE), (1.0, 1.0, 1.0))
     assert both_empty.anima == {"NbTestedLesions": 0, "VolTestedLesions": 0.0}
-    assert both_empty.corrected["assd_mm"] is None
+    assert both_empty.corrected["assd"] is None
 
 
 def test_threshold_and_anima_binarization() -> None:

@@ -67,8 +67,8 @@ def test_distances_match_brute_force(seed: int) -> None:
     res = compute_metrics(pred, ref, SPACING)
     exp = brute(pred, ref, SPACING)
     c, a = res.corrected, res.anima
-    assert c["assd_mm"] == pytest.approx(exp["assd"], rel=1e-9)
-    assert c["hd95_mm"] == pytest.approx(exp["hd95"], rel=1e-9)
+    assert c["assd"] == pytest.approx(exp["assd"], rel=1e-9)
+    assert c["hd95"] == pytest.approx(exp["hd95"], rel=1e-9)
     assert c["nsd_1mm"] == pytest.approx(exp["nsd1"], rel=1e-9)
     assert a["ContourMeanDistance"] == pytest.approx(exp["cmd"], rel=1e-9)
     assert a["HausdorffDistance"] == pytest.approx(exp["hd"], rel=1e-9)
@@ -87,7 +87,7 @@ def test_surface_distance_running_minimum_collapses() -> None:
     res = compute_metrics(pred, ref, (1.0, 1.0, 1.0))
     exp = brute(pred, ref, (1.0, 1.0, 1.0))
     assert res.anima["SurfaceDistance"] == pytest.approx(exp["sd"])
-    assert res.anima["SurfaceDistance"] < res.corrected["assd_mm"]
+    assert res.anima["SurfaceDistance"] < res.corrected["assd"]
 
 
 def test_contour_excludes_the_image_border() -> None:
@@ -109,7 +109,7 @@ def test_border_touching_slabs_have_analytic_distances() -> None:
     # Contours are the planes x = 2 and x = 3 only (the border is not background): 2 mm apart.
     assert res.anima["ContourMeanDistance"] == 2.0
     assert res.anima["HausdorffDistance"] == 2.0
-    assert res.corrected["assd_mm"] == 2.0
+    assert res.corrected["assd"] == 2.0
     assert res.corrected["nsd_1mm"] == 0.0
 
 
@@ -123,8 +123,8 @@ def test_units_voxel_versus_mm() -> None:
     # A 2-voxel shift along axis 0: 1 mm at 0.5 mm spacing, 2 voxels on a unit grid.
     assert mm.anima["HausdorffDistance"] == 1.0
     assert vox.anima["HausdorffDistance"] == 2.0
-    assert mm.corrected["hd95_mm"] == 1.0
-    assert vox.corrected["hd95_mm"] == 2.0
+    assert mm.corrected["hd95"] == 1.0
+    assert vox.corrected["hd95"] == 2.0
     assert (mm.units, vox.units) == ("mm", "voxel")
     assert mm.voxel_size_mm == vox.voxel_size_mm == (0.5, 1.0, 1.0)
     # Overlap measures do not depend on units.
