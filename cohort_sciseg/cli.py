@@ -189,6 +189,7 @@ class ValidateCommand:
     bids_dirs: list[Path]
     predictions: list[str]
     output: Path
+    biomarkers: list[Path] = field(default_factory=list)
     reference: str | None = None
     units: str = "mm"
     strata: list[str] = field(default_factory=list)
@@ -207,8 +208,10 @@ class ValidateCommand:
         from cohort_sciseg.report.validation import write_validation
         from cohort_sciseg.validation import find_predictions, validate_scans
         from cohort_sciseg.validation.stats import WilcoxonOptions
-        from cohort_sciseg.validation.study import flat_scans
+        from cohort_sciseg.validation.study import flat_scans, read_biomarkers
 
+        if not self.predictions and not self.biomarkers:
+            raise CohortSciSegError("validate: give predicted masks (-p) or biomarker tables (--biomarkers)")
         specs = [_parse_predictions(p) for p in self.predictions]
         seen = [(m, s) for m, s, _ in specs]
         if len(set(seen)) != len(seen):
@@ -232,6 +235,14 @@ class ValidateCommand:
             n_ok = len(set(tables.metrics.column("scan_id").to_pylist()))
             out.write(f"{label}: {n_ok} scan(s) validated, {len(tables.failures)} failed, "
                       f"{len(scans) - len(preds)} without predictions in {folder}\n")
+        for path in self.biomarkers:
+            table = read_biomarkers(path, discovery.scans)
+            biomarkers.append(table)
+            out.write(f"{path}: {table.num_rows} biomarker row(s)\n")
+        if not metrics:
+            from cohort_sciseg.records import METRICS_SCHEMA
+
+            metrics.append(METRICS_SCHEMA.empty_table())
         result = write_validation(
             self.output,
             pa.concat_tables(metrics),
@@ -361,8 +372,11 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate predicted masks against manual masks and clinical scores")
     v.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
-    v.add_argument("--predictions", "-p", action="append", required=True, metavar="[METHOD[@SPLIT]=]DIR",
+    v.add_argument("--predictions", "-p", action="append", default=[], metavar="[METHOD[@SPLIT]=]DIR",
                    help="folder of <scan>_sc_seg/_lesion_seg.nii.gz masks; repeat for methods and splits")
+    v.add_argument("--biomarkers", action="append", default=[], type=Path, metavar="FILE",
+                   help="biomarker table (Parquet or CSV: scan_id, method, [split,] n_lesions, total_volume_mm3, "
+                        "total_length_mm, max_axial_damage_ratio), e.g. from morphometry runs")
     v.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
     v.add_argument("--reference", metavar="METHOD", help="method compared with the others (default: first)")
     v.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention (default mm)")
@@ -409,7 +423,8 @@ def _command(
         return MetricsCommand(pred=ns.pred, ref=ns.ref, output=ns.output, lesion=ns.lesion, units=ns.units)
     if ns.command == "validate":
         return ValidateCommand(
-            bids_dirs=ns.bids_dirs, predictions=ns.predictions, output=ns.output, reference=ns.reference,
+            bids_dirs=ns.bids_dirs, predictions=ns.predictions, output=ns.output, biomarkers=ns.biomarkers,
+            reference=ns.reference,
             units=ns.units, strata=ns.strata, participant_labels=ns.participant_labels, include=ns.include,
             exclude=ns.exclude, zero_method=ns.zero_method, wilcoxon_method=ns.wilcoxon_method,
             figures=ns.figures,

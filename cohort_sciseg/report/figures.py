@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cohort_sciseg.io import atomic_write_bytes
+from cohort_sciseg.validation.stats import bland_altman
 
 __all__ = [
     "bland_altman_figure",
@@ -117,14 +118,15 @@ def bland_altman_figure(
     mean, diff = (x + y) / 2.0, y - x
     fig, ax = plt.subplots(figsize=(5.0, 4.0))
     ax.scatter(mean, diff, s=12)
+    ba = bland_altman(x, y, measure=measure).iloc[0]  # the same numbers as the statistics table
     if diff.size:
-        bias = float(diff.mean())
-        sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
-        for yv, style, text in (
-            (bias, "-", f"bias {bias:.2f}"),
-            (bias + 1.96 * sd, "--", f"+1.96 SD {bias + 1.96 * sd:.2f}"),
-            (bias - 1.96 * sd, "--", f"-1.96 SD {bias - 1.96 * sd:.2f}"),
-        ):
+        lines = [(float(ba.estimate), "-", f"bias {ba.estimate:.2f}")]
+        if np.isfinite(ba.upper):
+            lines += [
+                (float(ba.upper), "--", f"+1.96 SD {ba.upper:.2f}"),
+                (float(ba.lower), "--", f"-1.96 SD {ba.lower:.2f}"),
+            ]
+        for yv, style, text in lines:
             ax.axhline(yv, color="k", ls=style, lw=1)
             ax.annotate(text, (1.0, yv), xycoords=("axes fraction", "data"), fontsize="small", ha="right", va="bottom")
     u = f" [{unit}]" if unit else ""

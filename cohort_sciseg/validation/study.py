@@ -35,8 +35,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from cohort_sciseg.errors import ValidationError, format_error
 from cohort_sciseg.io import atomic_write_text, write_parquet
-from cohort_sciseg.records import Scan
+from cohort_sciseg.records import BIOMARKERS_SCHEMA, Scan
 from cohort_sciseg.validation.stats import (
     BIOMARKERS,
     WilcoxonOptions,
@@ -54,6 +55,7 @@ __all__ = [
     "COMPARED_METRICS",
     "STRATA",
     "flat_scans",
+    "read_biomarkers",
     "validation_statistics",
     "write_statistics",
 ]
@@ -124,7 +126,7 @@ def flat_scans(scans: Sequence[Scan]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     for col in df.columns:
-        if col not in _SCAN_COLUMNS and df[col].dtype == object:
+        if col not in _SCAN_COLUMNS and not pd.api.types.is_numeric_dtype(df[col]):
             converted = pd.to_numeric(df[col], errors="coerce")
             if converted.notna().sum() == df[col].notna().sum():  # every present value is a number
                 df[col] = converted
@@ -303,3 +305,53 @@ def write_statistics(
         written.append(write_parquet(out / f"{name}.parquet", table))
         written.append(atomic_write_text(out / f"{name}.csv", df.to_csv(index=False)))
     return written
+
+
+_REQUIRED_BIOMARKER_COLUMNS = ("scan_id", "method", "n_lesions", *BIOMARKERS)
+
+
+def read_biomarkers(path: str | os.PathLike[str], scans: Sequence[Scan]) -> pa.Table:
+    """Read a biomarkers table (Parquet or CSV) made elsewhere, checked against ``scans``.
+
+    Needs the columns ``scan_id, method, n_lesions, total_volume_mm3, total_length_mm,
+    max_axial_damage_ratio`` (``split`` optional); ``site`` and ``sub`` come from the
+    discovered scan. Rows of the manual masks have ``method = "manual"``. A missing
+    column, a non-numeric value or an unknown scan id raises a
+    :class:`~cohort_sciseg.errors.ValidationError` that names the file and the fix.
+    """
+    p = Path(path)
+
+    def fail(problem: str, fix: str) -> ValidationError:
+        expected = "columns " + ", ".join(_REQUIRED_BIOMARKER_COLUMNS) + " (split optional)"
+        return ValidationError(format_error(problem, path=p, expected=expected, fix=fix), path=p)
+
+    try:
+        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, sep=None, engine="python")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise fail(f"cannot read the biomarkers table: {exc}", "pass a readable Parquet or CSV/TSV file") from exc
+    missing = [c for c in _REQUIRED_BIOMARKER_COLUMNS if c not in df]
+    if missing:
+        raise fail(f"biomarkers table lacks column(s) {missing}", "add the columns or rename them")
+    by_id = {s.scan_id: s for s in scans}
+    unknown = sorted(set(df["scan_id"].astype(str)) - set(by_id))
+    if unknown:
+        raise fail(
+            f"{len(unknown)} scan id(s) not among the discovered scans, e.g. {unknown[:3]}",
+            "use the site-qualified scan ids of `cohort-sciseg discover`, or pass the matching BIDS datasets",
+        )
+    numeric = df[["n_lesions", *BIOMARKERS]].apply(pd.to_numeric, errors="coerce")
+    if numeric.isna().any(axis=None):
+        rows = df.loc[numeric.isna().any(axis=1), "scan_id"].astype(str).tolist()[:3]
+        raise fail(f"missing or non-numeric biomarker values for scan(s) {rows}", "correct or remove those rows")
+    out = pd.DataFrame(
+        {
+            "scan_id": df["scan_id"].astype(str),
+            "site": [by_id[s].site for s in df["scan_id"].astype(str)],
+            "sub": [by_id[s].sub for s in df["scan_id"].astype(str)],
+            "method": df["method"].astype(str),
+            "split": df["split"].astype("string") if "split" in df else pd.Series([None] * len(df), dtype="string"),
+            "n_lesions": numeric["n_lesions"].astype("int32"),
+            **{b: numeric[b].astype(float) for b in BIOMARKERS},
+        }
+    )
+    return pa.Table.from_pandas(out, schema=BIOMARKERS_SCHEMA, preserve_index=False)
