@@ -129,3 +129,35 @@ def test_units_voxel_versus_mm() -> None:
     assert mm.voxel_size_mm == vox.voxel_size_mm == (0.5, 1.0, 1.0)
     # Overlap measures do not depend on units.
     assert mm.anima["Dice"] == vox.anima["Dice"]
+
+
+def test_oblique_anisotropic_affine_uses_world_distances(tmp_path) -> None:
+    """Files on an oblique, anisotropic grid: distances are world distances (affine applied)."""
+    import nibabel as nib
+
+    from cohort_sciseg.validation.metrics import compute_metrics_files
+
+    angle = np.deg2rad(25.0)
+    rot = np.array(
+        [[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]]
+    )
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag(SPACING)
+    affine[:3, 3] = (-12.5, 40.0, 3.25)
+    rng = np.random.default_rng(7)
+    ref = blob(rng)
+    pred = np.roll(ref, 1, axis=2) ^ (rng.random(SHAPE) < 0.05)
+    paths = []
+    for name, mask in (("pred", pred), ("ref", ref)):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), paths[-1])
+    res = compute_metrics_files(paths[0], paths[1])
+    affine = nib.load(paths[1]).affine  # as stored (float32 in the header)
+
+    def world(idx: np.ndarray) -> np.ndarray:
+        return idx @ affine[:3, :3].T + affine[:3, 3]
+
+    d = cdist(world(brute_surface(pred)), world(brute_surface(ref)))
+    d_p, d_r = d.min(axis=1), d.min(axis=0)
+    assert res.corrected["assd"] == pytest.approx((d_p.sum() + d_r.sum()) / (d_p.size + d_r.size), rel=1e-6)  # float32 header
+    assert res.corrected["hd95"] == pytest.approx(max(np.percentile(d_p, 95), np.percentile(d_r, 95)), rel=1e-6)  # float32 header

@@ -157,7 +157,7 @@ def test_unknown_stratum_names_known_columns(tables):
 
 @pytest.mark.slow
 def test_validate_command_writes_everything(study, tmp_path):
-    cohort, scans, folders = study
+    cohort, _scans, folders = study
     out_dir = tmp_path / "val"
     preds = [f"{m}@{s}={folders[(m, s)]}" for m, s in folders]
     buf = io.StringIO()
@@ -255,4 +255,6 @@ def test_broken_biomarker_table_is_a_clear_error(study, tmp_path, capsys, edit, 
     roots = [str(r) for r in cohort.dataset_roots]
     assert main(["validate", *roots, "--biomarkers", str(path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert message in err and "bio.csv" in err and "Fix:" in err
+    assert message in err
+    assert "bio.csv" in err
+    assert "Fix:" in err
