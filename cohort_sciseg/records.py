@@ -27,6 +27,7 @@ import pyarrow as pa
 
 __all__ = [
     "BIOMARKERS_SCHEMA",
+    "CLINICAL_COLUMNS",
     "FAILURES_SCHEMA",
     "LESIONS_SCHEMA",
     "LESION_SLICES_SCHEMA",
@@ -39,6 +40,7 @@ __all__ = [
     "arrow_field",
     "failures_from_table",
     "failures_to_table",
+    "scan_row",
     "scans_from_table",
     "scans_to_table",
 ]
@@ -308,6 +310,18 @@ LESION_SLICES_SCHEMA = pa.schema(
 )
 
 
+#: Clinical columns of ``participants.tsv`` (REFERENCE.md section 5), in order.
+CLINICAL_COLUMNS = (
+    "initial_LEMS",
+    "discharge_LEMS",
+    "initial_ais",
+    "discharge_ais",
+    "initial_pin_prick_total",
+    "discharge_pin_prick_total",
+    "initial_light_touch_total",
+    "discharge_light_touch_total",
+)
+
 #: Schema of ``metrics.parquet``: long table, one row per scan x method x structure x metric.
 METRICS_SCHEMA = pa.schema(
     [
@@ -387,7 +401,8 @@ class ScanMorphometry:
         return d
 
 
-def _scan_row(s: Scan) -> dict[str, Any]:
+def scan_row(s: Scan) -> dict[str, Any]:
+    """One row of :data:`SCANS_SCHEMA` as a dict."""
     return {
         "scan_id": s.scan_id,
         "site": s.site,
@@ -420,7 +435,7 @@ def _scan_row(s: Scan) -> dict[str, Any]:
 
 def scans_to_table(scans: Sequence[Scan]) -> pa.Table:
     """Arrow table of ``scans`` with :data:`SCANS_SCHEMA`."""
-    return pa.Table.from_pylist([_scan_row(s) for s in scans], schema=SCANS_SCHEMA)
+    return pa.Table.from_pylist([scan_row(s) for s in scans], schema=SCANS_SCHEMA)
 
 
 def scans_from_table(table: pa.Table) -> list[Scan]:

@@ -25,22 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cohort_sciseg.records import CLINICAL_COLUMNS
+
 __all__ = ["AIS_GRADES", "CLINICAL_COLUMNS", "injury_severity", "simulate_clinical_scores"]
 
 #: ASIA Impairment Scale grades, most to least severe.
 AIS_GRADES = ("A", "B", "C", "D", "E")
 
-#: Clinical columns of ``participants.tsv`` (REFERENCE.md section 5), in order.
-CLINICAL_COLUMNS = (
-    "initial_LEMS",
-    "discharge_LEMS",
-    "initial_ais",
-    "discharge_ais",
-    "initial_pin_prick_total",
-    "discharge_pin_prick_total",
-    "initial_light_touch_total",
-    "discharge_light_touch_total",
-)
 
 _AIS_THRESHOLDS = (0.8, 0.68, 0.5, 0.1)
 REFERENCE_VOLUME_MM3 = 600.0

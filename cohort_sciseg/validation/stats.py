@@ -39,6 +39,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from cohort_sciseg.errors import ValidationError, format_error
+from cohort_sciseg.records import CLINICAL_COLUMNS
 
 __all__ = [
     "AIS_GRADES",
@@ -66,16 +67,7 @@ __all__ = [
 BIOMARKERS = ("total_volume_mm3", "total_length_mm", "max_axial_damage_ratio")
 
 #: ``participants.tsv`` clinical columns of REFERENCE.md §5.
-CLINICAL_SCORES = (
-    "initial_LEMS",
-    "discharge_LEMS",
-    "initial_ais",
-    "discharge_ais",
-    "initial_pin_prick_total",
-    "discharge_pin_prick_total",
-    "initial_light_touch_total",
-    "discharge_light_touch_total",
-)
+CLINICAL_SCORES = CLINICAL_COLUMNS
 
 #: AIS grade -> number.
 AIS_GRADES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}

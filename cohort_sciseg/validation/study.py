@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from cohort_sciseg.errors import ValidationError, format_error
 from cohort_sciseg.io import atomic_write_text, write_parquet
-from cohort_sciseg.records import BIOMARKERS_SCHEMA, Scan
+from cohort_sciseg.records import BIOMARKERS_SCHEMA, Scan, scan_row
 from cohort_sciseg.validation.stats import (
     BIOMARKERS,
     WilcoxonOptions,
@@ -101,20 +101,8 @@ def flat_scans(scans: Sequence[Scan]) -> pd.DataFrame:
     """
     rows = []
     for s in scans:
-        row: dict[str, object] = {
-            "scan_id": s.scan_id,
-            "site": s.site,
-            "sub": s.sub,
-            "ses": s.ses,
-            "acq": s.acq,
-            "orientation": s.orientation,
-            "acquisition_plane": s.acquisition_plane,
-            "manufacturer": s.manufacturer,
-            "magnetic_field_strength_t": s.magnetic_field_strength_t,
-            "voxel_x_mm": s.voxel_size_mm[0],
-            "voxel_y_mm": s.voxel_size_mm[1],
-            "voxel_z_mm": s.voxel_size_mm[2],
-        }
+        full = scan_row(s)
+        row: dict[str, object] = {c: full[c] for c in _SCAN_COLUMNS}
         for key, value in s.participant:
             name = f"participant_{key}" if key in _SCAN_COLUMNS else key
             if key == "participant_id":
