@@ -4,6 +4,7 @@ from cohort_sciseg.io.atomic import (
     atomic_path,
     atomic_write_bytes,
     atomic_write_text,
+    sha256_file,
     write_json,
     write_parquet,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "read_header",
     "reorient",
     "save_nifti",
+    "sha256_file",
     "to_nibabel_axcodes",
     "voxel_sizes",
     "write_json",

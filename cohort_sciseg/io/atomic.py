@@ -1,4 +1,4 @@
-"""Atomic, idempotent writes.
+"""Atomic, idempotent writes (and content hashes of files).
 
 Every file the tool writes goes to a temporary file in the destination folder and
 is then renamed over the destination (:func:`os.replace`, atomic on POSIX). A
@@ -10,6 +10,7 @@ leaves exactly one complete file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "sha256_file",
     "write_json",
     "write_parquet",
 ]
@@ -121,3 +123,12 @@ def write_parquet(path: str | os.PathLike[str], table: pa.Table, **kwargs: Any) 
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **kwargs)
     return Path(path)
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cohort_sciseg.errors import SegmentationError, format_error
-from cohort_sciseg.io import write_json
+from cohort_sciseg.io import sha256_file, write_json
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -41,15 +41,6 @@ __all__ = [
 MANIFEST_NAME = "model.json"
 MANIFEST_FORMAT = "cohort-sciseg-model/1"
 _SKIP = {MANIFEST_NAME, ".DS_Store"}
-
-
-def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hash_folder(model_dir: str | os.PathLike[str]) -> dict[str, str]:
