@@ -1,0 +1,225 @@
+"""Exactly-once record store of a run, and its compaction into hive-partitioned tables.
+
+Workers write each scan's rows (one small Parquet file per table) into a folder
+named by the scan's *key* (content hash of its inputs + model checksum +
+settings), then commit by atomically replacing the scan's ``CURRENT.json``
+pointer. Nothing else is ever read: a task that runs twice rewrites identical
+files and the same pointer (no duplicate rows), a task killed half-way leaves an
+uncommitted folder that nobody reads (no partial results), and a resumed run skips
+a scan whose pointer already names the planned key with status ``done``.
+
+Layout (inside the run's output folder)::
+
+    .cohort-sciseg/records/<site>/<scan_id>/CURRENT.json          commit pointer
+    .cohort-sciseg/records/<site>/<scan_id>/<key>/<table>.parquet  the rows
+
+:func:`compact` turns the committed records into the user-facing tables::
+
+    tables/<table>/site=<site>/part-0.parquet
+
+one file per site and table, written atomically from the records alone (a pure
+function of them, so it can be re-run at any time). The ``site`` column lives in
+the folder name only (hive partitioning), as pandas, pyarrow, DuckDB and polars
+expect.
+
+No Dask here: workers and the client call these functions directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cohort_sciseg.io import write_json, write_parquet
+
+__all__ = [
+    "Commit",
+    "RecordStore",
+]
+
+_POINTER = "CURRENT.json"
+_STATUSES = ("done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The committed record of one scan (the content of its ``CURRENT.json``)."""
+
+    scan_id: str
+    site: str
+    key: str
+    status: str
+    tables: dict[str, int]
+    attempt: int = 1
+    info: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scan_id": self.scan_id,
+            "site": self.site,
+            "key": self.key,
+            "status": self.status,
+            "tables": self.tables,
+            "attempt": self.attempt,
+            "info": self.info or {},
+        }
+
+
+class RecordStore:
+    """The records of one run folder (see the module docstring).
+
+    Parameters
+    ----------
+    out_dir
+        The run's output folder (a BIDS derivatives dataset).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+        self.out_dir = Path(out_dir)
+        self.root = self.out_dir / ".cohort-sciseg" / "records"
+
+    def __reduce__(self) -> tuple[type[RecordStore], tuple[str]]:
+        return (RecordStore, (os.fspath(self.out_dir),))
+
+    def _scan_dir(self, site: str, scan_id: str) -> Path:
+        return self.root / site / scan_id
+
+    # ---------------------------------------------------------------- writing
+
+    def commit(
+        self,
+        *,
+        scan_id: str,
+        site: str,
+        key: str,
+        status: str,
+        tables: Mapping[str, pa.Table],
+        attempt: int = 1,
+        info: Mapping[str, Any] | None = None,
+    ) -> Commit:
+        """Write the rows of one scan and commit them (atomic, idempotent).
+
+        ``tables`` maps table names (``"scans"``, ``"lesions"``, ...) to Arrow
+        tables without a ``site`` column (the site is the partition). Earlier
+        records of the scan under other keys are removed once the new one is
+        committed.
+        """
+        if status not in _STATUSES:
+            raise ValueError(f"status must be one of {_STATUSES}, not {status!r}")
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"invalid record key {key!r}")
+        folder = self._scan_dir(site, scan_id) / key
+        counts = {}
+        for name, table in tables.items():
+            if "site" in table.column_names:
+                table = table.drop_columns(["site"])
+            write_parquet(folder / f"{name}.parquet", table)
+            counts[name] = table.num_rows
+        commit = Commit(scan_id, site, key, status, counts, attempt, dict(info or {}))
+        write_json(self._scan_dir(site, scan_id) / _POINTER, commit.as_dict())
+        self._drop_stale(site, scan_id, keep=key)
+        return commit
+
+    def _drop_stale(self, site: str, scan_id: str, *, keep: str) -> None:
+        for child in self._scan_dir(site, scan_id).iterdir():
+            if child.is_dir() and child.name != keep:
+                shutil.rmtree(child, ignore_errors=True)
+
+    # ---------------------------------------------------------------- reading
+
+    def current(self, site: str, scan_id: str) -> Commit | None:
+        """The committed record of a scan, or ``None``."""
+        path = self._scan_dir(site, scan_id) / _POINTER
+        try:
+            d = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return Commit(d["scan_id"], d["site"], d["key"], d["status"], dict(d["tables"]), d.get("attempt", 1), d.get("info"))
+
+    def is_done(self, site: str, scan_id: str, key: str) -> bool:
+        """Whether the scan is committed as ``done`` under ``key`` (what ``--resume`` skips)."""
+        c = self.current(site, scan_id)
+        return c is not None and c.key == key and c.status == "done"
+
+    def commits(self) -> Iterator[Commit]:
+        """Every committed record, ordered by site then scan id."""
+        if not self.root.is_dir():
+            return
+        for site_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for scan_dir in sorted(p for p in site_dir.iterdir() if p.is_dir()):
+                c = self.current(site_dir.name, scan_dir.name)
+                if c is not None:
+                    yield c
+
+    def read(self, commit: Commit, table: str) -> pa.Table | None:
+        """The rows of ``table`` in a committed record (``None`` when it has none)."""
+        if table not in commit.tables:
+            return None
+        return pq.read_table(self._scan_dir(commit.site, commit.scan_id) / commit.key / f"{table}.parquet")
+
+    # ---------------------------------------------------------------- compaction
+
+    def compact(
+        self,
+        schemas: Mapping[str, pa.Schema],
+        *,
+        tables_dir: str | os.PathLike[str] | None = None,
+        only: Iterable[str] | None = None,
+    ) -> dict[str, Path]:
+        """Write ``tables/<name>/site=<site>/part-0.parquet`` from the committed records.
+
+        ``schemas`` gives each table's schema (its ``site`` field, if any, is left
+        out of the files: it is the partition). Sites without rows get no folder;
+        partitions of sites that no longer have rows are removed. Returns the
+        folder of each table. ``only`` restricts the sites rewritten.
+        """
+        out = Path(tables_dir) if tables_dir is not None else self.out_dir / "tables"
+        wanted = None if only is None else set(only)
+        by_site: dict[str, list[Commit]] = {}
+        for c in self.commits():
+            by_site.setdefault(c.site, []).append(c)
+        result = {}
+        for name, schema in schemas.items():
+            file_schema = _without_site(schema)
+            folder = out / name
+            for site, commits in by_site.items():
+                if wanted is not None and site not in wanted:
+                    continue
+                parts = [t for c in commits if (t := self.read(c, name)) is not None and t.num_rows]
+                target = folder / f"site={site}" / "part-0.parquet"
+                if parts:
+                    table = pa.concat_tables([_conform(t, file_schema) for t in parts])
+                    write_parquet(target, table)
+                elif target.exists():
+                    target.unlink()
+            if folder.is_dir():
+                for part_dir in folder.iterdir():
+                    site = part_dir.name.removeprefix("site=")
+                    if part_dir.is_dir() and site not in by_site:
+                        shutil.rmtree(part_dir, ignore_errors=True)
+            result[name] = folder
+        return result
+
+
+def _without_site(schema: pa.Schema) -> pa.Schema:
+    i = schema.get_field_index("site")
+    return schema.remove(i) if i >= 0 else schema
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and cast ``table``'s columns to ``schema`` (missing nullable columns become nulls)."""
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
