@@ -56,6 +56,7 @@ __all__ = [
     "cohort_table",
     "compare_methods",
     "compare_paired",
+    "fmt_number",
     "library_versions",
     "normality",
     "site_differences",
@@ -551,7 +552,7 @@ def average_over_splits(
     """Average each scan's values over the splits (seeds) it appears in.
 
     Rows are grouped by every column except ``split`` and the value column(s);
-    ``n_splits`` counts the splits averaged. A table without ``split`` comes back
+    ``n_splits`` counts the splits averaged (those with a value). A table without ``split`` comes back
     unchanged (with ``n_splits = 1``).
     """
     values = [value] if isinstance(value, str) else list(value)
@@ -560,7 +561,9 @@ def average_over_splits(
     keys = [c for c in table.columns if c not in (*values, split)]
     grouped = table.groupby(keys, dropna=False, sort=True)
     out = grouped[values].mean()
-    out["n_splits"] = grouped[split].nunique(dropna=False)
+    has_value = table[values].notna().any(axis=1)
+    counted = table[has_value].groupby(keys, dropna=False, sort=True)[split].nunique(dropna=False)
+    out["n_splits"] = counted.reindex(out.index, fill_value=0).astype("int64")
     return out.reset_index()
 
 
@@ -621,7 +624,18 @@ def summarize(
 def _mean_sd(mean: float, sd: float) -> str:
     if pd.isna(mean):
         return "n/a"
-    return f"{mean:.3g} ± {sd:.3g}" if pd.notna(sd) else f"{mean:.3g}"
+    return f"{fmt_number(mean)} ± {fmt_number(sd)}" if pd.notna(sd) else fmt_number(mean)
+
+
+def fmt_number(x: float, significant: int = 3) -> str:
+    """``x`` with ``significant`` digits, no trailing zeros, never an exponent (1800, 849, 12.5, 0.7)."""
+    if not np.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    digits = max(0, significant - 1 - math.floor(math.log10(abs(x))))
+    text = f"{round(x, digits):.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text  # as %g, without the exponent
 
 
 def site_differences(
@@ -752,8 +766,9 @@ def _describe_numeric(values: pd.Series) -> str:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return "n/a"
-    sd = f" ± {np.std(x, ddof=1):.3g}" if x.size > 1 else ""
-    return f"{np.mean(x):.3g}{sd} ({np.min(x):.3g}-{np.max(x):.3g})"
+    sd = f" ± {fmt_number(float(np.std(x, ddof=1)))}" if x.size > 1 else ""
+    lo, hi = fmt_number(float(np.min(x))), fmt_number(float(np.max(x)))
+    return f"{fmt_number(float(np.mean(x)))}{sd} ({lo}-{hi})"
 
 
 def _add_categorical(

@@ -169,3 +169,16 @@ def test_versions_recorded():
     v = json.loads(row.versions)
     assert v["scipy"] == scipy.__version__
     assert v["statsmodels"] == statsmodels.__version__
+
+
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [(1800.0, "1800"), (848.53, "849"), (12.5, "12.5"), (0.70711, "0.707"), (0.0, "0"), (-0.01234, "-0.0123")],
+)
+def test_numbers_have_three_significant_digits_and_no_exponent(x, text):
+    assert vs.fmt_number(x) == text
+
+
+def test_summary_of_large_volumes_is_not_scientific():
+    out = vs.summarize(pd.DataFrame({"metric": "v", "value": [1234.0, 2345.0]}), by=("metric",), strata=())
+    assert out.mean_sd.iloc[0] == "1790 ± 786"
