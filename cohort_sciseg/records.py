@@ -32,6 +32,7 @@ __all__ = [
     "LESIONS_SCHEMA",
     "LESION_SLICES_SCHEMA",
     "METRICS_SCHEMA",
+    "RUN_SCANS_SCHEMA",
     "SCANS_SCHEMA",
     "AcquisitionPlane",
     "Failure",
@@ -309,6 +310,40 @@ LESION_SLICES_SCHEMA = pa.schema(
     ]
 )
 
+
+#: Schema of a run's ``tables/scans`` (one row per scan processed by ``cohort-sciseg run``).
+RUN_SCANS_SCHEMA = pa.schema(
+    [
+        _f("scan_id", pa.string(), "site-qualified unique scan id", nullable=False),
+        _f("site", pa.string(), "site label (the hive partition)", nullable=False),
+        _f("sub", pa.string(), "BIDS subject label", nullable=False),
+        _f("ses", pa.string(), "BIDS session label"),
+        _f("acq", pa.string(), "BIDS acquisition label"),
+        _f("run", pa.string(), "BIDS run index (string)"),
+        _f("image_path", pa.string(), "absolute image path", nullable=False),
+        _f("orientation", pa.string(), "axis orientation, SCT naming", nullable=False),
+        _f("acquisition_plane", pa.string(), "sagittal, axial, coronal or isotropic", nullable=False),
+        _f("status", pa.string(), "done or failed", nullable=False),
+        _f("key", pa.string(), "hash of the inputs, model and settings of this result", nullable=False),
+        _f("segmenter", pa.string(), "segmenter (model) name", nullable=False),
+        _f("model_checksum", pa.string(), "checksum of the model", nullable=False),
+        _f("cord_seg_path", pa.string(), "predicted cord mask, relative to the run folder"),
+        _f("lesion_seg_path", pa.string(), "predicted lesion mask, relative to the run folder"),
+        _f("n_lesions", pa.int32(), "number of predicted lesions"),
+        _f("total_volume_mm3", pa.float64(), "total predicted lesion volume inside the cord", "mm3"),
+        _f("total_outside_cord_volume_mm3", pa.float64(), "predicted lesion volume outside the cord", "mm3"),
+        _f("total_length_mm", pa.float64(), "sum of predicted lesion lengths", "mm"),
+        _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1"),
+        _f("cord_volume_mm3", pa.float64(), "predicted cord volume", "mm3"),
+        _f("has_manual_masks", pa.bool_(), "manual cord and lesion masks exist", nullable=False),
+        _f("cord_dice", pa.float64(), "Dice of the predicted vs manual cord (manual masks only)"),
+        _f("lesion_dice", pa.float64(), "Dice of the predicted vs manual lesions (manual masks only)"),
+        _f("seconds_segment", pa.float64(), "segmentation time", "s"),
+        _f("seconds_total", pa.float64(), "time of the whole scan task", "s"),
+        _f("attempt", pa.int32(), "attempt that produced this row", nullable=False),
+        _f("notes", pa.string(), "morphometry notes, '; '-separated"),
+    ]
+)
 
 #: Clinical columns of ``participants.tsv`` (REFERENCE.md section 5), in order.
 CLINICAL_COLUMNS = (

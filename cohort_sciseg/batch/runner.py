@@ -1,0 +1,345 @@
+"""``cohort-sciseg run``: a cohort through segmentation, morphometry and validation on Dask.
+
+The client discovers the scans, submits one task per scan with a bounded window
+of tasks in flight (memory stays flat at 10,000 scans; resource-restricted tasks
+are otherwise pre-assigned to workers), and collects small :class:`Outcome`
+records. Workers build the segmenter once per process and write masks and rows
+themselves (:mod:`cohort_sciseg.batch.tasks`); nothing large goes through the
+scheduler. At the end the committed records are compacted into the run's tables,
+the derivative's ``dataset_description.json`` and the run record are written,
+and the summary tells what failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import pyarrow as pa
+
+from cohort_sciseg._version import __version__
+from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter
+from cohort_sciseg.batch.store import RecordStore
+from cohort_sciseg.batch.tasks import TABLE_SCHEMAS, Outcome, TaskConfig, process_scan
+from cohort_sciseg.discover import find_scans
+from cohort_sciseg.io import write_json
+from cohort_sciseg.records import FAILURES_SCHEMA, Failure, Scan
+
+__all__ = ["RunOptions", "RunSummary", "run_cohort"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run (see ``cohort-sciseg run --help``)."""
+
+    segmenter: SegmenterSpec = field(default_factory=SegmenterSpec)
+    participant_labels: tuple[str, ...] | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    resume: bool = True
+    retries: int = 2
+    window: int | None = None
+    units: str = "mm"
+    progress: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    failures: tuple[Failure, ...]
+    seconds: float
+    tables: dict[str, Path]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def format(self) -> str:
+        c = self.counts
+        lines = [
+            f"{c.get('total', 0)} scan(s): {c.get('done', 0)} done, {c.get('skipped', 0)} already done (resume), "
+            f"{c.get('failed', 0)} failed, in {self.seconds:.1f} s",
+        ]
+        for f in self.failures[:20]:
+            lines.append(f"  FAILED {f.scan_id}: {f.message}")
+        if len(self.failures) > 20:
+            lines.append(f"  ... and {len(self.failures) - 20} more (tables/failures)")
+        lines.append(f"outputs: {self.out_dir}")
+        for name, path in self.tables.items():
+            lines.append(f"  {name}: {path}")
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _client(options: RunOptions) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    if options.scheduler:
+        with Client(options.scheduler) as client:
+            yield client
+        return
+    n = options.workers or max(1, (os.cpu_count() or 2) // max(1, options.threads_per_worker))
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=options.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _dataset_description(out_dir: Path, roots: Sequence[Path], describe: dict[str, Any]) -> None:
+    write_json(
+        out_dir / "dataset_description.json",
+        {
+            "Name": "cohort-sciseg derivatives",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [
+                {
+                    "Name": "cohort-sciseg",
+                    "Version": __version__,
+                    "Description": f"segmenter {describe.get('name')} (checksum {describe.get('checksum')})",
+                }
+            ],
+            "SourceDatasets": [{"URL": Path(r).resolve().as_uri()} for r in roots],
+        },
+    )
+
+
+def _environment() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    versions = {}
+    for name in ("dask", "distributed", "nnunetv2", "torch", "numpy", "scipy", "pyarrow", "nibabel"):
+        with contextlib.suppress(Exception):
+            versions[name] = version(name)
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def run_cohort(
+    bids_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    options: RunOptions | None = None,
+    *,
+    stream: TextIO | None = None,
+) -> RunSummary:
+    """Run the whole pipeline on every T2w scan of ``bids_dirs``; write into ``out_dir``.
+
+    Returns the summary; failed scans are in it and in ``tables/failures``.
+    """
+    opts = options or RunOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    roots = [Path(r) for r in bids_dirs]
+    discovery = find_scans(roots, participant_labels=opts.participant_labels)
+    scans = list(discovery.scans)
+    describe = dict(get_segmenter(opts.segmenter).describe())
+    config = TaskConfig(
+        out_dir=str(out.resolve()),
+        segmenter=opts.segmenter,
+        model_checksum=str(describe.get("checksum", "")),
+        segmenter_name=str(describe.get("name", opts.segmenter.plugin)),
+        settings=tuple(sorted({"segmenter": describe.get("settings", {}), "units": opts.units}.items())),
+        units=opts.units,
+        resume=opts.resume,
+    )
+    _dataset_description(out, roots, describe)
+    run_record = {
+        "tool": f"cohort-sciseg {__version__}",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bids_dirs": [str(r.resolve()) for r in roots],
+        "options": {
+            "segmenter": {"plugin": opts.segmenter.plugin, "options": opts.segmenter.options_dict},
+            "participant_labels": opts.participant_labels,
+            "scheduler": opts.scheduler,
+            "workers": opts.workers,
+            "resume": opts.resume,
+            "retries": opts.retries,
+            "units": opts.units,
+        },
+        "segmenter": describe,
+        "environment": _environment(),
+        "n_scans": len(scans),
+        "discovery_problems": len(discovery.problems),
+    }
+    outcomes = _schedule(scans, config, opts, out, stream)
+    store = RecordStore(out)
+    tables = store.compact(TABLE_SCHEMAS)
+    failures = [f for f in discovery.problems]
+    failures += _failures_of(store, scans)
+    if discovery.problems:
+        from cohort_sciseg.io import write_parquet
+
+        write_parquet(
+            out / "tables" / "discovery_problems.parquet",
+            pa.Table.from_pylist([_as_row(f) for f in discovery.problems], schema=FAILURES_SCHEMA),
+        )
+    counts = Counter(o.status for o in outcomes)
+    counts["total"] = len(scans)
+    seconds = time.perf_counter() - t0
+    run_record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds, counts=dict(counts))
+    runs = out / "logs" / "runs"
+    write_json(runs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json", run_record)
+    return RunSummary(out, dict(counts), tuple(failures), seconds, tables)
+
+
+def _as_row(f: Failure) -> dict[str, Any]:
+    return {
+        "scan_id": f.scan_id,
+        "site": f.site,
+        "stage": f.stage,
+        "error_type": f.error_type,
+        "message": f.message,
+        "traceback": f.traceback,
+        "path": f.path,
+        "attempt": f.attempt,
+        "timestamp": f.timestamp,
+    }
+
+
+def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> list[Failure]:
+    out = []
+    for s in scans:
+        c = store.current(s.site, s.scan_id)
+        if c is None or c.status != "failed":
+            continue
+        t = store.read(c, "failures")
+        if t is None or not t.num_rows:
+            continue
+        r = t.to_pylist()[0]
+        out.append(Failure(**{k: r[k] for k in ("scan_id", "stage", "error_type", "message", "traceback", "path", "attempt", "timestamp")}, site=s.site))
+    return out
+
+
+def _schedule(
+    scans: Sequence[Scan], config: TaskConfig, opts: RunOptions, out: Path, stream: TextIO | None
+) -> list[Outcome]:
+    if not scans:
+        return []
+    from distributed import as_completed
+
+    outcomes: list[Outcome] = []
+    store = RecordStore(out)
+    with _client(opts) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        window = opts.window or max(4, 4 * n_workers)
+        pending = iter(scans)
+        by_key: dict[str, Scan] = {}
+
+        def submit(scan: Scan) -> Any:
+            fut = client.submit(
+                process_scan, scan, config, key=f"scan-{scan.scan_id}", retries=opts.retries, pure=False
+            )
+            by_key[fut.key] = scan
+            return fut
+
+        first = [submit(s) for s in itertools.islice(pending, window)]
+        progress = _Progress(len(scans), stream if opts.progress else None)
+        ac = as_completed(first)
+        for fut in ac:
+            scan = by_key.pop(fut.key)
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # the task could not finish (worker killed repeatedly, ...)
+                outcome = _infrastructure_failure(store, scan, config, exc)
+            fut.release()
+            outcomes.append(outcome)
+            progress.update(outcome)
+            nxt = next(pending, None)
+            if nxt is not None:
+                ac.add(submit(nxt))
+        progress.close()
+    return outcomes
+
+
+def _infrastructure_failure(store: RecordStore, scan: Scan, config: TaskConfig, exc: BaseException) -> Outcome:
+    """Record a scan whose task died (unless a run of it had committed before dying)."""
+    current = store.current(scan.site, scan.scan_id)
+    if current is not None and current.status == "done":
+        return Outcome(scan.scan_id, scan.site, "done", current.key)
+    from cohort_sciseg.errors import BatchError, format_error
+
+    msg = format_error(
+        f"the task of this scan did not finish: {type(exc).__name__}: {exc}",
+        scan_id=scan.scan_id,
+        expected="a worker that survives the scan (enough memory, no crash)",
+        fix="give workers more memory (--workers fewer, or a larger node), then re-run with --resume",
+    )
+    err = BatchError(msg, scan_id=scan.scan_id, path=scan.image_path)
+    failure = Failure.from_exception(err, scan_id=scan.scan_id, site=scan.site, stage="batch")
+    key = current.key if current is not None else "infrastructure"
+    store.commit(
+        scan_id=scan.scan_id,
+        site=scan.site,
+        key=key,
+        status="failed",
+        tables={"failures": pa.Table.from_pylist([_as_row(failure)], schema=FAILURES_SCHEMA)},
+    )
+    return Outcome(scan.scan_id, scan.site, "failed", key, message=msg)
+
+
+class _Progress:
+    """Done/failed/remaining and throughput on one terminal line (or nothing)."""
+
+    def __init__(self, total: int, stream: TextIO | None) -> None:
+        self.total = total
+        self.stream = stream
+        self.counts: Counter[str] = Counter()
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, outcome: Outcome) -> None:
+        self.counts[outcome.status] += 1
+        if self.stream is None:
+            return
+        now = time.perf_counter()
+        n = sum(self.counts.values())
+        if now - self.last < 0.2 and n < self.total:
+            return
+        self.last = now
+        rate = n / max(now - self.t0, 1e-9)
+        c = self.counts
+        end = "\n" if n == self.total else ""
+        self.stream.write(
+            f"\r{n}/{self.total} scans: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed, "
+            f"{self.total - n} remaining, {rate:.2f} scans/s{end}"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None and sum(self.counts.values()) < self.total:
+            self.stream.write("\n")
+
+
+def load_summary(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The latest run record of ``out_dir``."""
+    runs = sorted((Path(out_dir) / "logs" / "runs").glob("run-*.json"))
+    return json.loads(runs[-1].read_text()) if runs else {}

@@ -1,0 +1,112 @@
+"""Segmenter plugins: what the runner calls to turn an image into cord and lesion masks.
+
+A segmenter is named by a :class:`SegmenterSpec`: a plugin name registered in the
+``cohort_sciseg.segmenters`` entry-point group (``nnunet``, the default, is
+SCIseg's engine) or an import path ``"package.module:Factory"``, plus options.
+Only the spec travels to the workers; each worker process builds the segmenter
+once (:func:`get_segmenter`, a per-process cache) and reuses it for every scan,
+so a loaded model never goes through the scheduler.
+
+A segmenter implements::
+
+    describe() -> {"name": str, "checksum": str, "settings": dict}
+    segment(image_path: str, out_prefix: str) -> (cord_path, lesion_path)
+
+``segment`` writes ``<out_prefix>_sc_seg.nii.gz`` and ``<out_prefix>_lesion_seg.nii.gz``
+(atomically) on the image's grid and returns their paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from cohort_sciseg.errors import SegmentationError, format_error
+
+__all__ = ["ENTRY_POINT_GROUP", "Segmenter", "SegmenterSpec", "get_segmenter", "resolve_factory"]
+
+ENTRY_POINT_GROUP = "cohort_sciseg.segmenters"
+
+#: Plugins of this package (also registered as entry points in pyproject.toml).
+BUILTIN = {
+    "nnunet": "cohort_sciseg.batch.nnunet:NnunetSegmenter",
+    "copy-manual": "cohort_sciseg.batch.standin:CopyManualSegmenter",
+}
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What the runner needs from a segmenter."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterSpec:
+    """A segmenter by name and options (small, hashable, picklable)."""
+
+    plugin: str = "nnunet"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def make(cls, plugin: str = "nnunet", **options: Any) -> SegmenterSpec:
+        return cls(plugin, tuple(sorted(options.items())))
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+def resolve_factory(plugin: str) -> Callable[..., Segmenter]:
+    """The factory of a plugin name or ``module:attr`` path."""
+    target = plugin
+    if ":" not in plugin:
+        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        if plugin in found:
+            return found[plugin].load()
+        if plugin not in BUILTIN:
+            known = sorted({*found, *BUILTIN})
+            msg = format_error(
+                f"unknown segmenter {plugin!r}",
+                expected=f"one of {known} or a 'package.module:Factory' path",
+                fix="check the name, or install the package that registers it",
+            )
+            raise SegmentationError(msg)
+        target = BUILTIN[plugin]
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        msg = format_error(
+            f"cannot import segmenter {target!r}: {exc}",
+            expected="an importable 'package.module:Factory'",
+            fix="install the plugin's package on every worker",
+        )
+        raise SegmentationError(msg) from exc
+
+
+_cache: dict[SegmenterSpec, Segmenter] = {}
+_lock = threading.Lock()
+
+
+def get_segmenter(spec: SegmenterSpec) -> Segmenter:
+    """The segmenter of ``spec`` in this process, built on first use and then reused."""
+    with _lock:
+        seg = _cache.get(spec)
+        if seg is None:
+            seg = resolve_factory(spec.plugin)(**spec.options_dict)
+            _cache[spec] = seg
+        return seg
+
+
+def describe(spec: SegmenterSpec, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``describe()`` of the spec's segmenter (built in this process)."""
+    d = dict(get_segmenter(spec).describe())
+    d.update(overrides or {})
+    return d

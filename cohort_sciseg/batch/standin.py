@@ -1,0 +1,89 @@
+"""A fast stand-in segmenter plugin (``copy-manual``) for scale tests and benchmarks.
+
+It "predicts" the manual masks that discovery would find for the image
+(``derivatives/labels/sub-*/[ses-*/]anat/<stem>_seg-manual`` and ``_lesion-manual``),
+optionally with every lesion dilated, and empty masks where there are none. It is
+a plugin like any other (registered as ``copy-manual``): the runner has no code
+path for it. Costs a few milliseconds per scan, so a run measures the runner's
+own overhead.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from cohort_sciseg.discover import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
+from cohort_sciseg.io import load_nifti, save_nifti
+
+__all__ = ["CopyManualSegmenter"]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _manual(image: Path, suffixes: tuple[str, ...]) -> Path | None:
+    # <root>/sub-X/[ses-Y/]anat/<stem>.nii.gz -> <root>/derivatives/labels/<same relative folder>
+    parts = image.parts
+    subs = [i for i, p in enumerate(parts) if p.startswith("sub-")]
+    if not subs:
+        return None
+    root = Path(*parts[: subs[0]])
+    rel = Path(*parts[subs[0] : -1])
+    for suffix in suffixes:
+        for ext in (".nii.gz", ".nii"):
+            cand = root / "derivatives" / "labels" / rel / f"{_stem(image)}_{suffix}{ext}"
+            if cand.is_file():
+                return cand
+    return None
+
+
+class CopyManualSegmenter:
+    """Copy the manual masks as the prediction (optionally dilating lesions).
+
+    Parameters
+    ----------
+    dilate_lesions
+        Binary dilation iterations applied to the lesion mask (0: exact copy).
+    delay_s
+        Extra sleep per scan, to emulate a slower model in tests.
+    """
+
+    def __init__(self, dilate_lesions: int = 0, delay_s: float = 0.0) -> None:
+        self.dilate_lesions = int(dilate_lesions)
+        self.delay_s = float(delay_s)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": "copy-manual",
+            "checksum": f"copy-manual-d{self.dilate_lesions}",
+            "settings": {"dilate_lesions": self.dilate_lesions},
+        }
+
+    def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]:
+        image = Path(image_path)
+        info = load_nifti(image)  # read the voxels as a real model would (and fail as it would)
+        shape = tuple(info.shape[:3])
+        cord = np.zeros(shape, np.uint8)
+        lesion = np.zeros(shape, np.uint8)
+        if (p := _manual(image, DEFAULT_CORD_SUFFIXES)) is not None:
+            cord = (load_nifti(p).data > 0.5).astype(np.uint8)
+        if (p := _manual(image, DEFAULT_LESION_SUFFIXES)) is not None:
+            les = load_nifti(p).data > 0.5
+            if self.dilate_lesions and les.any():
+                les = ndimage.binary_dilation(les, iterations=self.dilate_lesions) & (cord > 0)
+            lesion = les.astype(np.uint8)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        c = save_nifti(f"{out_prefix}_sc_seg.nii.gz", cord, info.affine)
+        q = save_nifti(f"{out_prefix}_lesion_seg.nii.gz", lesion, info.affine)
+        return str(c), str(q)

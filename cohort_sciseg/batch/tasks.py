@@ -1,0 +1,258 @@
+"""The work on one scan, as a worker runs it: segment, measure, validate, commit.
+
+:func:`process_scan` is a plain function (no Dask): it takes a
+:class:`~cohort_sciseg.records.Scan` and a :class:`TaskConfig` (small, picklable),
+writes the masks into the run folder, commits the scan's rows to the
+:class:`~cohort_sciseg.batch.store.RecordStore` and returns a small
+:class:`Outcome` for the client. Errors of the scan's own data become a committed
+failure record (the batch goes on); only infrastructure errors (the worker dies)
+escape, for Dask to retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from cohort_sciseg.batch.keys import key_document, scan_key
+from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter
+from cohort_sciseg.batch.store import RecordStore
+from cohort_sciseg.errors import CohortSciSegError
+from cohort_sciseg.io import check_same_geometry, load_nifti, read_header, write_json
+from cohort_sciseg.morphometry import measure_lesions
+from cohort_sciseg.records import (
+    BIOMARKERS_SCHEMA,
+    FAILURES_SCHEMA,
+    LESION_SLICES_SCHEMA,
+    LESIONS_SCHEMA,
+    METRICS_SCHEMA,
+    RUN_SCANS_SCHEMA,
+    Failure,
+    Scan,
+)
+from cohort_sciseg.validation import Prediction, validate_scans
+
+__all__ = ["TABLE_SCHEMAS", "Outcome", "TaskConfig", "mask_prefix", "process_scan"]
+
+logger = logging.getLogger(__name__)
+
+#: The tables of a run and their schemas (``tables/<name>/site=<site>/``).
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "scans": RUN_SCANS_SCHEMA,
+    "lesions": LESIONS_SCHEMA,
+    "lesion_slices": LESION_SLICES_SCHEMA,
+    "metrics": METRICS_SCHEMA,
+    "biomarkers": BIOMARKERS_SCHEMA,
+    "failures": FAILURES_SCHEMA,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfig:
+    """Everything a worker needs besides the scan (travels with every task: keep it small)."""
+
+    out_dir: str
+    segmenter: SegmenterSpec = field(default_factory=SegmenterSpec)
+    model_checksum: str = ""
+    segmenter_name: str = ""
+    settings: tuple[tuple[str, Any], ...] = ()
+    units: str = "mm"
+    resume: bool = True
+
+    @property
+    def settings_dict(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the client learns about one scan."""
+
+    scan_id: str
+    site: str
+    status: str  # done, failed, skipped
+    key: str
+    seconds: float = 0.0
+    message: str = ""
+    worker_pid: int = 0
+
+
+def mask_prefix(out_dir: str | os.PathLike[str], scan: Scan) -> Path:
+    """Where the masks of ``scan`` go: ``OUT/<site>/sub-X/[ses-Y/]anat/<scan_id>``."""
+    folder = Path(out_dir) / scan.site / f"sub-{scan.sub}"
+    if scan.ses:
+        folder = folder / f"ses-{scan.ses}"
+    return folder / "anat" / scan.scan_id
+
+
+@contextlib.contextmanager
+def _scan_log(out_dir: str, scan_id: str) -> Iterator[Path]:
+    """Route this process's log records to ``OUT/logs/<scan_id>.log`` while the scan runs."""
+    path = Path(out_dir) / "logs" / f"{scan_id}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("cohort_sciseg")
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level or logging.INFO, logging.INFO))
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+
+
+def _rel(path: str | os.PathLike[str], root: str) -> str:
+    return os.path.relpath(path, root)
+
+
+def process_scan(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome:
+    """Segment, measure and (with manual masks) validate one scan; commit its rows.
+
+    Returns ``skipped`` without work when the store already holds a ``done``
+    record under the same key (and ``config.resume``).
+    """
+    t0 = time.perf_counter()
+    store = RecordStore(config.out_dir)
+    try:
+        doc = key_document(scan, model_checksum=config.model_checksum, settings=config.settings_dict)
+    except OSError as exc:
+        doc = {"scan_id": scan.scan_id, "unreadable": str(exc)}
+    key = scan_key(doc)
+    if config.resume and store.is_done(scan.site, scan.scan_id, key):
+        return Outcome(scan.scan_id, scan.site, "skipped", key, worker_pid=os.getpid())
+    with _scan_log(config.out_dir, scan.scan_id):
+        logger.info("scan %s (key %s, attempt %d): %s", scan.scan_id, key, attempt, scan.image_path)
+        try:
+            tables, seconds_segment = _work(scan, config, key, attempt, t0)
+        except CohortSciSegError as exc:
+            return _fail(store, scan, key, attempt, exc, t0)
+        except (OSError, ValueError, MemoryError) as exc:  # data problems that escaped the checks
+            return _fail(store, scan, key, attempt, exc, t0)
+        store.commit(
+            scan_id=scan.scan_id, site=scan.site, key=key, status="done", tables=tables, attempt=attempt,
+            info={"key_document": doc},
+        )
+        seconds = time.perf_counter() - t0
+        logger.info("done in %.2f s (segmentation %.2f s)", seconds, seconds_segment)
+        return Outcome(scan.scan_id, scan.site, "done", key, seconds, worker_pid=os.getpid())
+
+
+def _fail(store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseException, t0: float) -> Outcome:
+    failure = Failure.from_exception(exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt)
+    logger.error("failed: %s", failure.message)
+    row = _scan_row(scan, key, "failed", attempt, segmenter="", checksum="")
+    row["seconds_total"] = time.perf_counter() - t0
+    store.commit(
+        scan_id=scan.scan_id,
+        site=scan.site,
+        key=key,
+        status="failed",
+        attempt=attempt,
+        tables={
+            "scans": pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA),
+            "failures": pa.Table.from_pylist([_failure_row(failure)], schema=FAILURES_SCHEMA),
+        },
+    )
+    return Outcome(scan.scan_id, scan.site, "failed", key, time.perf_counter() - t0, failure.message, os.getpid())
+
+
+def _failure_row(f: Failure) -> dict[str, Any]:
+    return {
+        "scan_id": f.scan_id,
+        "site": f.site,
+        "stage": f.stage,
+        "error_type": f.error_type,
+        "message": f.message,
+        "traceback": f.traceback,
+        "path": f.path,
+        "attempt": f.attempt,
+        "timestamp": f.timestamp,
+    }
+
+
+def _scan_row(scan: Scan, key: str, status: str, attempt: int, *, segmenter: str, checksum: str) -> dict[str, Any]:
+    return {
+        "scan_id": scan.scan_id,
+        "site": scan.site,
+        "sub": scan.sub,
+        "ses": scan.ses,
+        "acq": scan.acq,
+        "run": scan.run,
+        "image_path": scan.image_path,
+        "orientation": scan.orientation,
+        "acquisition_plane": scan.acquisition_plane,
+        "status": status,
+        "key": key,
+        "segmenter": segmenter,
+        "model_checksum": checksum,
+        "has_manual_masks": scan.has_manual_masks,
+        "attempt": attempt,
+    }
+
+
+def _work(scan: Scan, config: TaskConfig, key: str, attempt: int, t0: float) -> tuple[dict[str, pa.Table], float]:
+    info = read_header(scan.image_path, scan_id=scan.scan_id)
+    prefix = mask_prefix(config.out_dir, scan)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    segmenter = get_segmenter(config.segmenter)
+    ts = time.perf_counter()
+    cord_path, lesion_path = segmenter.segment(scan.image_path, str(prefix))
+    seconds_segment = time.perf_counter() - ts
+    cord = load_nifti(cord_path, scan_id=scan.scan_id)
+    lesion = load_nifti(lesion_path, scan_id=scan.scan_id)
+    check_same_geometry(info, cord, what="predicted cord mask", scan_id=scan.scan_id)
+    check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
+    analysis = measure_lesions(cord.data, lesion.data, info.affine, scan_id=scan.scan_id)
+    s = analysis.summary
+    row = _scan_row(scan, key, "done", attempt, segmenter=config.segmenter_name, checksum=config.model_checksum)
+    row.update(
+        cord_seg_path=_rel(cord_path, config.out_dir),
+        lesion_seg_path=_rel(lesion_path, config.out_dir),
+        n_lesions=s.n_lesions,
+        total_volume_mm3=s.total_volume_mm3,
+        total_outside_cord_volume_mm3=s.total_outside_cord_volume_mm3,
+        total_length_mm=s.total_length_mm,
+        max_axial_damage_ratio=s.max_axial_damage_ratio,
+        cord_volume_mm3=s.cord_volume_mm3,
+        seconds_segment=seconds_segment,
+        notes="; ".join(s.notes) or None,
+    )
+    tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
+    write_json(
+        Path(f"{prefix}_morphometry.json"), {**s.to_dict(), "key": key, "segmenter": config.segmenter_name}
+    )
+    if scan.has_manual_masks:
+        v = validate_scans(
+            [scan],
+            {scan.scan_id: Prediction(cord_path, lesion_path)},
+            method=config.segmenter_name or "predicted",
+            units=config.units,  # type: ignore[arg-type]
+        )
+        if v.failures:
+            # manual masks unusable: the prediction and morphometry stand, the metrics do not
+            logger.warning("validation skipped: %s", v.failures[0].message)
+            tables["failures"] = pa.Table.from_pylist([_failure_row(v.failures[0])], schema=FAILURES_SCHEMA)
+        else:
+            tables["metrics"] = v.metrics
+            tables["biomarkers"] = v.biomarkers
+            m = v.metrics.to_pandas()
+            for structure in ("cord", "lesion"):
+                sel = m[(m.structure == structure) & (m.metric == "Dice")]
+                if len(sel):
+                    row[f"{structure}_dice"] = float(sel.value.iloc[0])
+    row["seconds_total"] = time.perf_counter() - t0
+    tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
+    return tables, seconds_segment
