@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from collections import Counter
@@ -36,7 +37,7 @@ from cohort_sciseg.discover import find_scans
 from cohort_sciseg.io import write_json
 from cohort_sciseg.records import FAILURES_SCHEMA, Failure, Scan
 
-__all__ = ["RunOptions", "RunSummary", "run_cohort"]
+__all__ = ["RunOptions", "RunSummary", "run_cohort", "sweep_partial_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,9 @@ def run_cohort(
         "discovery_problems": len(discovery.problems),
     }
     outcomes = _schedule(scans, config, opts, out, stream)
+    removed = sweep_partial_files(out)
+    if removed:
+        logger.info("removed %d partial file(s) left by killed writers", removed)
     store = RecordStore(out)
     tables = store.compact(TABLE_SCHEMAS)
     failures = [f for f in discovery.problems]
@@ -209,6 +213,25 @@ def run_cohort(
     runs = out / "logs" / "runs"
     write_json(runs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json", run_record)
     return RunSummary(out, dict(counts), tuple(failures), seconds, tables)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9.]+)?$")
+
+
+def sweep_partial_files(out_dir: str | os.PathLike[str]) -> int:
+    """Delete the temporary files of atomic writes whose writer was killed; return how many.
+
+    Only names made by :func:`cohort_sciseg.io.atomic_path` (``.<stem>.<12 hex>.tmp<ext>``)
+    are touched. Call it when no task is running.
+    """
+    n = 0
+    for dirpath, _dirs, files in os.walk(out_dir):
+        for name in files:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+    return n
 
 
 def _as_row(f: Failure) -> dict[str, Any]:

@@ -87,3 +87,54 @@ def test_bad_scans_become_failures_and_the_rest_finishes(cohort, tmp_path):
     assert again.ok
     assert again.counts["done"] == 1
     assert again.counts["skipped"] == n - 1
+
+
+@pytest.mark.slow
+def test_workers_killed_at_random_moments_leave_every_scan_once(cohort, tmp_path):
+    """SIGKILL worker processes several times during a run: each scan once, no partial file."""
+    import os
+    import random
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    out = tmp_path / "run"
+    slow = SegmenterSpec.make("copy-manual", dilate_lesions=1, delay_s=0.4)
+    opts = RunOptions(segmenter=slow, workers=2, progress=False, retries=5)
+    n = len(find_scans(cohort).scans)
+    me = psutil.Process()
+    kills = []
+
+    def killer():  # the run owns the main thread (the cluster starts there)
+        rng = random.Random(3)
+        deadline = time.monotonic() + 60
+        while not list(out.glob("logs/*.log")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the cluster is up and scans are running
+        while len(kills) < 4 and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.5, 1.2))
+            # worker processes: spawned by the nannies (which live in this process)
+            workers = [p for p in me.children(recursive=True) if any("spawn_main" in a for a in p.cmdline())]
+            if workers:
+                victim = rng.choice(workers)
+                os.kill(victim.pid, signal.SIGKILL)
+                kills.append(victim.pid)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    summary = run_cohort(cohort, out, opts)
+    t.join(timeout=1)
+    assert len(kills) >= 2
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert len(scans) == n
+    assert scans.scan_id.is_unique
+    lesions = pd.read_parquet(out / "tables" / "lesions")
+    assert not lesions.duplicated(["scan_id", "lesion_id"]).any()
+    leftovers = [p for p in out.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+    # whatever could not finish is a failure record, and a resume completes it
+    if not summary.ok:
+        again = run_cohort(cohort, out, RunOptions(segmenter=slow, workers=2, progress=False))
+        assert again.ok
+    assert set(pd.read_parquet(out / "tables" / "scans").status) == {"done"}
