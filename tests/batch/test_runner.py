@@ -138,3 +138,43 @@ def test_workers_killed_at_random_moments_leave_every_scan_once(cohort, tmp_path
         again = run_cohort(cohort, out, RunOptions(segmenter=slow, workers=2, progress=False))
         assert again.ok
     assert set(pd.read_parquet(out / "tables" / "scans").status) == {"done"}
+
+
+@pytest.mark.slow
+def test_external_scheduler_and_worker_processes(cohort, tmp_path):
+    """A real `dask scheduler` + `dask worker` pair on loopback, reached through `scheduler=`."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    bin_dir = Path(sys.executable).parent
+    sched_file = tmp_path / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", sched_file],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(
+            subprocess.Popen(
+                [bin_dir / "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )
+        out = tmp_path / "run"
+        summary = run_cohort(cohort, out, RunOptions(segmenter=STANDIN, scheduler=address, progress=False))
+        assert summary.ok
+        assert summary.counts["done"] == summary.counts["total"] > 0
+        assert len(pd.read_parquet(out / "tables" / "scans")) == summary.counts["total"]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
