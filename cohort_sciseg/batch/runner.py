@@ -49,6 +49,7 @@ class RunOptions:
     segmenter: SegmenterSpec = field(default_factory=SegmenterSpec)
     participant_labels: tuple[str, ...] | None = None
     scheduler: str | None = None
+    cluster: str | None = None
     workers: int | None = None
     threads_per_worker: int = 1
     resume: bool = True
@@ -94,6 +95,14 @@ def _client(options: RunOptions) -> Iterator[Any]:
 
     if options.scheduler:
         with Client(options.scheduler) as client:
+            yield client
+        return
+    if options.cluster:
+        from cohort_sciseg.batch.clusters import build_cluster, load_cluster_config
+
+        with build_cluster(load_cluster_config(options.cluster)) as cluster, Client(cluster) as client:
+            if not client.scheduler_info().get("workers"):
+                client.wait_for_workers(1, timeout=600)
             yield client
         return
     n = options.workers or max(1, (os.cpu_count() or 2) // max(1, options.threads_per_worker))
@@ -181,6 +190,7 @@ def run_cohort(
             "segmenter": {"plugin": opts.segmenter.plugin, "options": opts.segmenter.options_dict},
             "participant_labels": opts.participant_labels,
             "scheduler": opts.scheduler,
+            "cluster": opts.cluster,
             "workers": opts.workers,
             "resume": opts.resume,
             "retries": opts.retries,
@@ -272,14 +282,24 @@ def _schedule(
     outcomes: list[Outcome] = []
     store = RecordStore(out)
     with _client(opts) as client:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        workers = client.scheduler_info().get("workers", {})
+        n_workers = max(1, len(workers))
         window = opts.window or max(4, 4 * n_workers)
+        # ask for a GPU only where workers advertise one (else tasks would wait forever)
+        gpu = any(w.get("resources", {}).get("GPU") for w in workers.values())
+        resources = {"GPU": 1} if gpu else None
         pending = iter(scans)
         by_key: dict[str, Scan] = {}
 
         def submit(scan: Scan) -> Any:
             fut = client.submit(
-                process_scan, scan, config, key=f"scan-{scan.scan_id}", retries=opts.retries, pure=False
+                process_scan,
+                scan,
+                config,
+                key=f"scan-{scan.scan_id}",
+                retries=opts.retries,
+                pure=False,
+                resources=resources,
             )
             by_key[fut.key] = scan
             return fut

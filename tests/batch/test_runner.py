@@ -178,3 +178,12 @@ def test_external_scheduler_and_worker_processes(cohort, tmp_path):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_run_on_a_cluster_file(cohort, tmp_path):
+    cfg = tmp_path / "local.yaml"
+    cfg.write_text("kind: local\ngpus: 0\ncpu_workers: 2\nthreads_per_worker: 1\n")
+    out = tmp_path / "run"
+    summary = run_cohort(cohort, out, RunOptions(segmenter=STANDIN, cluster=str(cfg), progress=False))
+    assert summary.ok
+    assert summary.counts["done"] == summary.counts["total"]

@@ -1,0 +1,74 @@
+"""Cluster files: the documented ones load, SLURM scripts and Kubernetes specs come from the real libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cohort_sciseg.batch.clusters import (
+    ClusterConfig,
+    kubernetes_spec,
+    load_cluster_config,
+    local_worker_specs,
+    slurm_job_script,
+)
+from cohort_sciseg.errors import BatchError
+
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "slurm-gpu.yaml", "slurm-cpu.yaml", "kubernetes.yaml"])
+def test_documented_files_load(name):
+    cfg = load_cluster_config(CLUSTER / name)
+    assert cfg.kind in ("local", "slurm", "kubernetes")
+
+
+def test_slurm_gpu_job_script():
+    pytest.importorskip("dask_jobqueue")
+    script = slurm_job_script(load_cluster_config(CLUSTER / "slurm-gpu.yaml"))
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "#SBATCH -p gpu" in script
+    assert "#SBATCH -t 04:00:00" in script
+    assert "--resources GPU=1" in script
+    assert "--lifetime 225m" in script
+    assert "module load cuda" in script
+
+
+def test_slurm_cpu_job_script_has_no_gpu():
+    pytest.importorskip("dask_jobqueue")
+    script = slurm_job_script(load_cluster_config(CLUSTER / "slurm-cpu.yaml"))
+    assert "gres" not in script
+    assert "GPU" not in script
+
+
+def test_kubernetes_spec():
+    pytest.importorskip("dask_kubernetes")
+    spec = kubernetes_spec(load_cluster_config(CLUSTER / "kubernetes.yaml"))
+    assert spec["kind"] == "DaskCluster"
+    worker = spec["spec"]["worker"]
+    assert worker["replicas"] == 4
+    container = worker["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "GPU=1" in container["args"]
+
+
+def test_local_specs_pin_one_worker_per_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    specs = local_worker_specs(ClusterConfig(kind="local", gpus="auto", cpu_workers=1))
+    gpu = {k: v["options"] for k, v in specs.items() if k.startswith("gpu-")}
+    assert [o["env"]["CUDA_VISIBLE_DEVICES"] for o in gpu.values()] == ["2", "5"]
+    assert all(o["resources"] == {"GPU": 1} for o in gpu.values())
+    cpu = [v["options"] for k, v in specs.items() if k.startswith("cpu-")]
+    assert len(cpu) == 1
+    assert "resources" not in cpu[0]
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("kind: slurm\nqueue: gpu\n")
+    with pytest.raises(BatchError, match="unknown keys"):
+        load_cluster_config(p)
+    p.write_text("kind: pbs\n")
+    with pytest.raises(BatchError, match="kind"):
+        load_cluster_config(p)
