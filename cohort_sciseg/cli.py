@@ -30,6 +30,7 @@ __all__ = [
     "DemoCommand",
     "DiscoverCommand",
     "MetricsCommand",
+    "RunCommand",
     "SynthCommand",
     "ValidateCommand",
     "main",
@@ -286,6 +287,69 @@ class SynthCommand:
         return EXIT_OK
 
 
+def _segmenter_spec(plugin: str, model: str | None, options: list[str] | None) -> object:
+    """The segmenter of ``run``: a plugin name and its ``KEY=VALUE`` options."""
+    from cohort_sciseg.batch.segmenters import SegmenterSpec
+
+    opts: dict[str, object] = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CohortSciSegError(f"--segmenter-option {item!r}: expected KEY=VALUE")
+        opts[key] = _literal(value)
+    if model is not None:
+        opts["model"] = model
+    return SegmenterSpec.make(plugin, **opts)
+
+
+def _literal(text: str) -> object:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+@dataclass
+class RunCommand:
+    """``cohort-sciseg run BIDS_DIR... -o OUT``: the whole pipeline over a cohort on Dask."""
+
+    bids_dirs: list[Path]
+    output: Path
+    model: str | None = None
+    segmenter: str = "nnunet"
+    segmenter_options: list[str] | None = None
+    participant_labels: list[str] | None = None
+    scheduler: str | None = None
+    cluster: Path | None = None
+    workers: int | None = None
+    resume: bool = True
+    retries: int = 2
+    units: str = "mm"
+    progress: bool = True
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        from cohort_sciseg.batch.runner import RunOptions, run_cohort
+
+        spec = _segmenter_spec(self.segmenter, self.model, self.segmenter_options)
+        options = RunOptions(
+            segmenter=spec,  # type: ignore[arg-type]
+            participant_labels=tuple(self.participant_labels) if self.participant_labels else None,
+            scheduler=self.scheduler,
+            cluster=str(self.cluster) if self.cluster else None,
+            workers=self.workers,
+            resume=self.resume,
+            retries=self.retries,
+            units=self.units,
+            progress=self.progress,
+        )
+        summary = run_cohort(self.bids_dirs, self.output, options, stream=sys.stderr if self.progress else None)
+        out.write(summary.format() + "\n")
+        return EXIT_OK if summary.ok else EXIT_PROBLEMS
+
+
 @dataclass
 class DemoCommand:
     """``cohort-sciseg demo``: the embedded default job, end to end on a synthetic cohort.
@@ -391,6 +455,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="scipy.stats.wilcoxon method (default auto)")
     v.add_argument("--no-figures", dest="figures", action="store_false")
 
+    r = sub.add_parser("run", help="segment, measure and validate a cohort on Dask (LocalCluster by default)")
+    r.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
+    r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="BIDS derivatives folder")
+    r.add_argument("--model", help="nnU-Net v2 model folder, or 'demo' (the bundled model; default)")
+    r.add_argument("--segmenter", default="nnunet",
+                   help="segmenter plugin: nnunet (default), copy-manual, or package.module:Factory")
+    r.add_argument("--segmenter-option", action="append", dest="segmenter_options", metavar="KEY=VALUE",
+                   help="option of the segmenter (e.g. tta=true, device=cuda)")
+    r.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="connect to a running Dask scheduler")
+    where.add_argument("--cluster", type=Path, metavar="FILE", help="cluster file (see cluster/)")
+    r.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    r.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="redo every scan even when its result is up to date")
+    r.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died (default 2)")
+    r.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention of the metrics")
+    r.add_argument("--no-progress", dest="progress", action="store_false")
+
     m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
     m.add_argument("--subjects-per-site", type=int, default=4)
@@ -400,7 +483,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command(
     ns: argparse.Namespace,
-) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand | ValidateCommand:
+) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand | ValidateCommand | RunCommand:
     if ns.command == "discover":
         return DiscoverCommand(
             bids_dirs=ns.bids_dirs,
@@ -421,6 +504,13 @@ def _command(
         )
     if ns.command == "metrics":
         return MetricsCommand(pred=ns.pred, ref=ns.ref, output=ns.output, lesion=ns.lesion, units=ns.units)
+    if ns.command == "run":
+        return RunCommand(
+            bids_dirs=ns.bids_dirs, output=ns.output, model=ns.model, segmenter=ns.segmenter,
+            segmenter_options=ns.segmenter_options, participant_labels=ns.participant_labels,
+            scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, resume=ns.resume,
+            retries=ns.retries, units=ns.units, progress=ns.progress,
+        )
     if ns.command == "validate":
         return ValidateCommand(
             bids_dirs=ns.bids_dirs, predictions=ns.predictions, output=ns.output, biomarkers=ns.biomarkers,

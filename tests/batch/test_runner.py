@@ -187,3 +187,17 @@ def test_run_on_a_cluster_file(cohort, tmp_path):
     summary = run_cohort(cohort, out, RunOptions(segmenter=STANDIN, cluster=str(cfg), progress=False))
     assert summary.ok
     assert summary.counts["done"] == summary.counts["total"]
+
+
+def test_run_command_line(cohort, tmp_path, capsys):
+    from cohort_sciseg.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", *map(str, cohort), "-o", str(out), "--segmenter", "copy-manual",
+            "--segmenter-option", "dilate_lesions=1", "--workers", "2", "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "0 failed" in text
+    assert "tables" in text
+    assert main(["run", *map(str, cohort), "-o", str(out), "--segmenter", "nope", "--no-progress"]) == 2
+    assert "unknown segmenter" in capsys.readouterr().err
