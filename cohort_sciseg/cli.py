@@ -354,14 +354,20 @@ class RunCommand:
 class DemoCommand:
     """``cohort-sciseg demo``: the embedded default job, end to end on a synthetic cohort.
 
-    Synthesizes a 3-site cohort (unless OUT already holds one from the same
-    options), discovers it and writes the scans table and the summary.
+    Synthesizes a 3-site cohort with manual masks and clinical scores (unless OUT
+    already holds one), runs it through segmentation with the bundled model,
+    morphometry and validation on a LocalCluster, and prints where everything is.
+    A second call resumes: nothing already computed is redone.
     """
 
     out: Path = field(default_factory=lambda: Path("demo"))
     sites: int = 3
     subjects_per_site: int = 4
     seed: int = 0
+    segmenter: str = "nnunet"
+    segmenter_options: list[str] | None = None
+    workers: int | None = None
+    progress: bool = True
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -377,14 +383,37 @@ class DemoCommand:
             )
             out.write(_describe_cohort(cohort) + "\n")
             roots = [Path(r) for r in cohort.dataset_roots]
-        tables = self.out / "tables"
-        rc = DiscoverCommand(
+        out.write("\nrunning the cohort (segmentation, morphometry, validation) on a local Dask cluster\n")
+        rc = RunCommand(
             bids_dirs=roots,
-            output=tables / "scans.parquet",
-            failures_output=tables / "failures.parquet",
+            output=self.out / "derivatives",
+            segmenter=self.segmenter,
+            segmenter_options=self.segmenter_options,
+            model="demo" if self.segmenter == "nnunet" else None,
+            workers=self.workers,
+            progress=self.progress,
         ).run(out)
+        validation = self.out / "derivatives" / "validation"
+        if (validation / "stats" / "metrics_summary.csv").is_file():
+            out.write(_validation_highlights(validation) + "\n")
         out.write(f"\ndemo outputs in {self.out.resolve()}\n")
         return rc
+
+
+def _validation_highlights(folder: Path) -> str:
+    import pandas as pd
+
+    summary = pd.read_csv(folder / "stats" / "metrics_summary.csv")
+    lines = [f"validation against the manual masks ({folder}):"]
+    sel = summary[(summary.stratum == "overall") & (summary.metric.isin(["Dice", "lesion_f1_mr"]))]
+    for r in sel.itertuples():
+        lines.append(f"  {r.structure} {r.metric} ({r.method}): {r.mean_sd} (n = {r.n})")
+    agree = pd.read_csv(folder / "stats" / "agreement.csv")
+    w = agree[(agree.stratum == "overall") & (agree.test == "scipy.stats.wilcoxon")]
+    for r in w.itertuples():
+        lines.append(f"  {r.measure}: manual vs {r.b}, Wilcoxon p = {r.p:.3g} (n = {r.n})")
+    lines.append(f"  tables: {folder / 'stats'}   figures: {folder / 'figures'}")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -478,6 +507,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
     m.add_argument("--subjects-per-site", type=int, default=4)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--segmenter", default="nnunet", help="segmenter plugin (default: nnunet, the bundled model)")
+    m.add_argument("--workers", type=int, help="LocalCluster worker processes")
+    m.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
 
@@ -524,7 +556,10 @@ def _command(
             out=ns.out, sites=ns.sites, subjects_per_site=ns.subjects_per_site, seed=ns.seed,
             from_bids=ns.from_bids,
         )
-    return DemoCommand(out=ns.out, subjects_per_site=ns.subjects_per_site, seed=ns.seed)
+    return DemoCommand(
+        out=ns.out, subjects_per_site=ns.subjects_per_site, seed=ns.seed, segmenter=ns.segmenter,
+        workers=ns.workers, progress=ns.progress,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,8 +34,8 @@ from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import TABLE_SCHEMAS, Outcome, TaskConfig, process_scan
 from cohort_sciseg.discover import find_scans
-from cohort_sciseg.io import write_json
-from cohort_sciseg.records import FAILURES_SCHEMA, Failure, Scan
+from cohort_sciseg.io import write_json, write_parquet
+from cohort_sciseg.records import FAILURES_SCHEMA, Failure, Scan, scans_to_table
 
 __all__ = ["RunOptions", "RunSummary", "run_cohort", "sweep_partial_files"]
 
@@ -57,6 +57,7 @@ class RunOptions:
     window: int | None = None
     units: str = "mm"
     progress: bool = True
+    validate: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +211,14 @@ def run_cohort(
     failures = [f for f in discovery.problems]
     failures += _failures_of(store, scans)
     if discovery.problems:
-        from cohort_sciseg.io import write_parquet
-
         write_parquet(
             out / "tables" / "discovery_problems.parquet",
             pa.Table.from_pylist([_as_row(f) for f in discovery.problems], schema=FAILURES_SCHEMA),
         )
+    write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
+    validation = _validate(out, scans, opts) if opts.validate else None
+    if validation is not None:
+        tables["validation"] = validation
     counts = Counter(o.status for o in outcomes)
     counts["total"] = len(scans)
     seconds = time.perf_counter() - t0
@@ -242,6 +245,32 @@ def sweep_partial_files(out_dir: str | os.PathLike[str]) -> int:
                     os.unlink(os.path.join(dirpath, name))
                     n += 1
     return n
+
+
+def _validate(out: Path, scans: Sequence[Scan], opts: RunOptions) -> Path | None:
+    """The validation study of the run's predictions (when some scans have manual masks)."""
+    from cohort_sciseg.report.validation import write_validation
+    from cohort_sciseg.validation.study import flat_scans
+
+    metrics_dir = out / "tables" / "metrics"
+    if not any(metrics_dir.glob("site=*/*.parquet")):
+        return None
+    metrics = _read_partitioned(metrics_dir)
+    biomarkers = _read_partitioned(out / "tables" / "biomarkers")
+    target = out / "validation"
+    write_validation(target, metrics, biomarkers, flat_scans(scans), figures=True)
+    return target
+
+
+def _read_partitioned(folder: Path) -> Any:
+    """A hive-partitioned table as pandas, with ``site`` as plain strings."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    if not any(folder.glob("site=*/*.parquet")):
+        return pd.DataFrame()
+    part = ds.partitioning(pa.schema([("site", pa.string())]), flavor="hive")
+    return ds.dataset(folder, format="parquet", partitioning=part).to_table().to_pandas()
 
 
 def _as_row(f: Failure) -> dict[str, Any]:
