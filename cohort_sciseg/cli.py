@@ -351,6 +351,65 @@ class RunCommand:
 
 
 @dataclass
+class SegmentCommand:
+    """``cohort-sciseg segment IMAGE [-o PREFIX] [--model demo|PATH] ...``.
+
+    A drop-in for ``sct_deepseg lesion_sci_t2 -i IMAGE``: writes
+    ``PREFIX_sc_seg.nii.gz`` and ``PREFIX_lesion_seg.nii.gz`` (default prefix: the
+    image path without extension, as SCT) with JSON sidecars.
+    """
+
+    image: Path
+    output: Path | None = None
+    model: str = "demo"
+    folds: list[str] | None = None
+    checkpoint: str = "auto"
+    tta: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    tile_step_size: float = 0.5
+    keep_largest_cord: bool = False
+    fill_holes: str | None = None
+    remove_small: float | None = None
+    remove_small_lesions: float | None = None
+    trust_model: bool = False
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        # Imported here, not at the top: `cohort-sciseg --help` and the other commands never load torch.
+        from cohort_sciseg.segment import EngineSettings, PostprocessOptions, SegmentationEngine
+
+        post = PostprocessOptions(
+            keep_largest_cord=self.keep_largest_cord,
+            fill_holes=self.fill_holes,  # type: ignore[arg-type]  # checked by PostprocessOptions
+            remove_small_mm3=self.remove_small,
+            remove_small_lesion_mm3=self.remove_small_lesions,
+        )
+        engine = SegmentationEngine(
+            EngineSettings(
+                model=str(self.model),
+                folds=None if not self.folds else tuple(self.folds),
+                checkpoint=self.checkpoint,  # type: ignore[arg-type]  # checked by find_model
+                device=self.device,  # type: ignore[arg-type]  # checked by EngineSettings
+                tta=self.tta,
+                tile_step_size=self.tile_step_size,
+                threads=self.threads,
+                trust_model=self.trust_model,
+            )
+        )
+        paths = engine.segment_file(self.image, self.output, postprocessing=post)
+        info = engine.describe()
+        out.write(
+            f"model {info['name']} ({info['integrity']}, checksum {info['checksum'][:12]}), "
+            f"folds {','.join(engine.key.folds)}, device {engine.key.device}, tta {'on' if engine.key.tta else 'off'}\n"
+        )
+        if info["integrity"] == "unverified":
+            out.write("warning: the model folder has no model.json manifest; its checksums are in the sidecars\n")
+        out.write(f"cord mask: {paths.cord}\nlesion mask: {paths.lesion}\n")
+        return EXIT_OK
+
+
+@dataclass
 class DemoCommand:
     """``cohort-sciseg demo``: the embedded default job, end to end on a synthetic cohort.
 
@@ -503,6 +562,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention of the metrics")
     r.add_argument("--no-progress", dest="progress", action="store_false")
 
+    g = sub.add_parser("segment", help="cord and lesion masks of one image (drop-in for sct_deepseg lesion_sci_t2)")
+    g.add_argument("image", type=Path, metavar="IMAGE", help="T2w image (.nii or .nii.gz)")
+    g.add_argument("-o", "--output", type=Path, metavar="PREFIX",
+                   help="writes PREFIX_sc_seg.nii.gz, PREFIX_lesion_seg.nii.gz (default: IMAGE without extension)")
+    g.add_argument("--model", default="demo", metavar="demo|PATH",
+                   help="nnU-Net v2 model folder (e.g. SCIseg's release) or 'demo', the bundled model (default)")
+    g.add_argument("--folds", nargs="+", metavar="FOLD", help="folds to ensemble (default: all, as SCT)")
+    g.add_argument("--checkpoint", choices=("auto", "final", "best"), default="auto",
+                   help="checkpoint file per fold (default auto: final, else best)")
+    g.add_argument("--tta", action="store_true", help="test-time mirroring (off in SCT; ~8x slower)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="default auto: CUDA when available, else CPU")
+    g.add_argument("--threads", type=int, metavar="N", help="torch threads during inference")
+    g.add_argument("--tile-step-size", type=float, default=0.5, help="sliding-window step (default 0.5, as SCT)")
+    g.add_argument("--keep-largest-cord", action="store_true",
+                   help="keep the largest cord component (lesions are never removed)")
+    g.add_argument("--fill-holes", nargs="?", const="3d", choices=("3d", "slice"),
+                   help="fill holes in both masks, in 3D (default) or per slice")
+    g.add_argument("--remove-small", type=float, metavar="MM3", help="remove cord components smaller than MM3")
+    g.add_argument("--remove-small-lesions", type=float, metavar="MM3",
+                   help="remove lesion components smaller than MM3 (off by default)")
+    g.add_argument("--trust-model", action="store_true",
+                   help="accept a model folder that differs from its model.json (checkpoints are pickles)")
+
     m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
     m.add_argument("--subjects-per-site", type=int, default=4)
@@ -515,7 +598,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command(
     ns: argparse.Namespace,
-) -> DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand | ValidateCommand | RunCommand:
+) -> (
+    DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand | ValidateCommand
+    | RunCommand | SegmentCommand
+):
     if ns.command == "discover":
         return DiscoverCommand(
             bids_dirs=ns.bids_dirs,
@@ -550,6 +636,13 @@ def _command(
             units=ns.units, strata=ns.strata, participant_labels=ns.participant_labels, include=ns.include,
             exclude=ns.exclude, zero_method=ns.zero_method, wilcoxon_method=ns.wilcoxon_method,
             figures=ns.figures,
+        )
+    if ns.command == "segment":
+        return SegmentCommand(
+            image=ns.image, output=ns.output, model=ns.model, folds=ns.folds, checkpoint=ns.checkpoint,
+            tta=ns.tta, device=ns.device, threads=ns.threads, tile_step_size=ns.tile_step_size,
+            keep_largest_cord=ns.keep_largest_cord, fill_holes=ns.fill_holes, remove_small=ns.remove_small,
+            remove_small_lesions=ns.remove_small_lesions, trust_model=ns.trust_model,
         )
     if ns.command == "synth":
         return SynthCommand(

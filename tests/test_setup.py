@@ -73,7 +73,8 @@ def test_import_layers():
 
 def test_importing_the_package_has_no_side_effects():
     code = (
-        "import logging, sys; import cohort_sciseg, cohort_sciseg.io, cohort_sciseg.records;"
+        "import logging, sys; import cohort_sciseg, cohort_sciseg.io, cohort_sciseg.records, cohort_sciseg.cli;"
+        "import cohort_sciseg.batch.runner, cohort_sciseg.segment.manifest;"
         "assert not logging.getLogger().handlers;"
         "assert 'torch' not in sys.modules and 'dask' not in sys.modules"
     )

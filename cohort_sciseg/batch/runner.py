@@ -306,11 +306,13 @@ def _schedule(
 ) -> list[Outcome]:
     if not scans:
         return []
-    from distributed import as_completed
+    from distributed import as_completed, performance_report
 
     outcomes: list[Outcome] = []
     store = RecordStore(out)
-    with _client(opts) as client:
+    report = out / "logs" / f"dask-performance-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    with _client(opts) as client, performance_report(filename=str(report)):
         workers = client.scheduler_info().get("workers", {})
         n_workers = max(1, len(workers))
         window = opts.window or max(4, 4 * n_workers)

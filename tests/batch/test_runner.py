@@ -201,3 +201,21 @@ def test_run_command_line(cohort, tmp_path, capsys):
     assert "tables" in text
     assert main(["run", *map(str, cohort), "-o", str(out), "--segmenter", "nope", "--no-progress"]) == 2
     assert "unknown segmenter" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_nnunet_plugin_runs_the_engine_in_the_workers(cohort, tmp_path):
+    """The real nnU-Net path through the runner, on a tiny seeded model (content is not the point)."""
+    from cohort_sciseg.segment.testing import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model", seed=1)
+    out = tmp_path / "run"
+    spec = SegmenterSpec.make("nnunet", model=str(model), device="cpu")
+    summary = run_cohort(cohort, out, RunOptions(segmenter=spec, workers=2, progress=False, validate=False))
+    assert summary.ok, summary.format()
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert len(scans) == summary.counts["total"]
+    sidecar = out / scans.cord_seg_path.iloc[0].replace(".nii.gz", ".json")
+    assert "GeneratedBy" in sidecar.read_text()
+    again = run_cohort(cohort, out, RunOptions(segmenter=spec, workers=2, progress=False, validate=False))
+    assert again.counts["skipped"] == summary.counts["total"]

@@ -1,0 +1,487 @@
+"""The segmentation engine: SCT's inference path with a per-process predictor cache.
+
+:class:`SegmentationEngine` runs an nnU-Net v2 model on one image exactly as SCT's
+``sct_deepseg`` does (``spinalcordtoolbox/deepseg/inference.py: segment_nnunet``):
+
+1. reorient the image to the model's ``image_orientation`` (``dataset.json``,
+   fallback ``LPI``), permuting/flipping axes only;
+2. transpose the array ``[2, 1, 0]`` and reverse the voxel sizes (nnU-Net expects
+   SimpleITK's z-y-x order);
+3. ``nnUNetPredictor.predict_single_npy_array`` (tile step 0.5, Gaussian
+   weighting, mirroring off unless ``tta``);
+4. transpose back, reorient back to the input's orientation, split the label map
+   into cord and lesion masks (:class:`~cohort_sciseg.segment.model.LabelSplit`).
+
+Predictors are expensive (checkpoint unpickling, network construction), so each
+process keeps the loaded ones in a small LRU cache keyed by :class:`EngineKey`
+(model folder, folds, checkpoint, device, mirroring, tile step, trust); an
+engine holds only its key and settings and fetches the predictor from the cache
+on every call. Engines refuse to be pickled: ship the settings and build the
+engine in the worker (the predictor never travels between processes).
+
+nnU-Net prints (the ``perform_everything_on_device`` notice of every CPU
+predictor, progress messages) and warns; both are captured and routed to this
+module's logger at DEBUG level so they never reach the user's terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import numpy as np
+
+from cohort_sciseg.errors import SegmentationError, format_error
+from cohort_sciseg.io import Volume, load_nifti, orientation_code, reorient, voxel_sizes
+from cohort_sciseg.segment.model import (
+    CheckpointChoice,
+    LoadedNetwork,
+    ModelFolder,
+    find_model,
+    load_network,
+)
+from cohort_sciseg.segment.outputs import (
+    SegmentationOutputs,
+    default_prefix,
+    generated_by,
+    output_paths,
+    write_mask,
+    write_sidecar,
+)
+from cohort_sciseg.segment.postprocess import PostprocessOptions, postprocess_masks
+
+__all__ = [
+    "CACHE_SIZE",
+    "DeviceChoice",
+    "EngineKey",
+    "EngineSettings",
+    "SegmentationEngine",
+    "SegmentationResult",
+    "cache_info",
+    "clear_cache",
+    "segment_image",
+]
+
+logger = logging.getLogger(__name__)
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+#: Loaded predictors kept per process (least recently used dropped first).
+CACHE_SIZE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What to run and how (SCT's defaults). Small, hashable and picklable.
+
+    Attributes
+    ----------
+    model
+        ``"demo"`` (the bundled model), a model folder or a trainer folder.
+    folds
+        Folds to ensemble (``None``: all, as SCT).
+    checkpoint
+        ``"auto"`` (final, else best), ``"final"`` or ``"best"``.
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    tta
+        Test-time mirroring (off in SCT; ~8x slower in 3D).
+    tile_step_size
+        Sliding-window step as a fraction of the patch (0.5 as SCT; 1.0 is faster).
+    threads
+        torch intra-op threads during prediction (``None``: torch's default; nnU-Net
+        caps it at ``nnUNet_def_n_proc``, default 8).
+    trust_model
+        Accept a model folder that differs from its manifest.
+    """
+
+    model: str = "demo"
+    folds: tuple[str, ...] | None = None
+    checkpoint: CheckpointChoice = "auto"
+    device: DeviceChoice = "auto"
+    tta: bool = False
+    tile_step_size: float = 0.5
+    threads: int | None = None
+    trust_model: bool = False
+
+    def __post_init__(self) -> None:
+        if self.folds is not None:
+            object.__setattr__(self, "folds", tuple(str(f) for f in self.folds))
+        if not (0.0 < float(self.tile_step_size) <= 1.0):
+            msg = format_error(f"tile_step_size={self.tile_step_size!r} is not valid",
+                               expected="a fraction of the patch in (0, 1] (SCT: 0.5)",
+                               fix="pass --tile-step-size 0.5 (or 1.0 for speed)")
+            raise SegmentationError(msg)
+        if self.device not in ("auto", "cpu", "cuda"):
+            msg = format_error(f"device={self.device!r} is not valid", expected="'auto', 'cpu' or 'cuda'",
+                               fix="pass --device auto, cpu or cuda")
+            raise SegmentationError(msg)
+        if self.threads is not None and int(self.threads) < 1:
+            msg = format_error(f"threads={self.threads!r} is not valid", expected="an integer >= 1",
+                               fix="pass --threads N with N >= 1, or leave it out")
+            raise SegmentationError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineKey:
+    """Identity of a loaded predictor in the per-process cache."""
+
+    model_dir: str
+    folds: tuple[str, ...]
+    checkpoints: tuple[str, ...]
+    device: str
+    tta: bool
+    tile_step_size: float
+    trust_model: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentationResult:
+    """Masks of one image, on the input's voxel grid.
+
+    Attributes
+    ----------
+    label_map
+        nnU-Net's output label map (uint8; values of ``dataset.json``), before post-processing.
+    cord, lesion
+        Boolean masks after post-processing.
+    """
+
+    label_map: np.ndarray
+    cord: np.ndarray
+    lesion: np.ndarray
+
+
+@dataclass(eq=False)
+class _Entry:
+    loaded: LoadedNetwork
+    predictor: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_cache: OrderedDict[EngineKey, _Entry] = OrderedDict()
+_cache_lock = threading.Lock()
+_stats = {"loads": 0, "hits": 0}
+
+
+def cache_info() -> dict[str, int]:
+    """``{"loads", "hits", "size"}`` of this process's predictor cache."""
+    with _cache_lock:
+        return {**_stats, "size": len(_cache)}
+
+
+def clear_cache() -> None:
+    """Drop every loaded predictor of this process and reset the counters."""
+    with _cache_lock:
+        _cache.clear()
+        _stats.update(loads=0, hits=0)
+
+
+@contextlib.contextmanager
+def _quiet_nnunet(what: str) -> Iterator[None]:
+    """Capture nnU-Net's prints and warnings; log them at DEBUG.
+
+    ``redirect_stdout`` swaps the process-wide ``sys.stdout``; a print from another
+    thread during prediction is captured too (and logged).
+    """
+    buf = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
+        warnings.simplefilter("always")
+        yield
+    text = buf.getvalue().strip()
+    if text:
+        logger.debug("nnU-Net output while %s: %s", what, text)
+    for w in caught:
+        logger.debug("nnU-Net warning while %s: %s", what, w.message)
+
+
+def _torch_device(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        msg = format_error(
+            f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device",
+            expected="a CUDA GPU and a CUDA build of torch",
+            fix="use --device cpu (or auto), or install the CUDA build of torch on this machine",
+        )
+        raise SegmentationError(msg)
+    return choice
+
+
+def _build_predictor(loaded: LoadedNetwork, key: EngineKey) -> Any:
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    device = torch.device(key.device)
+    with _quiet_nnunet("creating the predictor"):
+        predictor = nnUNetPredictor(
+            tile_step_size=key.tile_step_size,
+            use_gaussian=True,
+            use_mirroring=key.tta,
+            perform_everything_on_device=device.type == "cuda",
+            device=device,
+            verbose=False,
+            verbose_preprocessing=False,
+            allow_tqdm=False,
+        )
+        predictor.manual_initialization(
+            loaded.network,
+            loaded.plans_manager,
+            loaded.configuration_manager,
+            loaded.parameters,
+            loaded.folder.dataset,
+            loaded.trainer_name,
+            loaded.mirroring_axes,
+        )
+    return predictor
+
+
+def _get_entry(key: EngineKey, folder: ModelFolder) -> _Entry:
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is not None:
+            _cache.move_to_end(key)
+            _stats["hits"] += 1
+            return entry
+    # Loading happens outside the cache lock (it can take seconds); two threads racing on
+    # the same key both load, and the second result wins: correct, only wasteful.
+    with _quiet_nnunet("loading the model"):
+        loaded = load_network(folder, trust=key.trust_model)
+    entry = _Entry(loaded, _build_predictor(loaded, key))
+    with _cache_lock:
+        _cache[key] = entry
+        _cache.move_to_end(key)
+        _stats["loads"] += 1
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    logger.info("loaded model %s (folds %s, %s) on %s", folder.root, ",".join(key.folds),
+                ",".join(key.checkpoints), key.device)
+    return entry
+
+
+class SegmentationEngine:
+    """Run an nnU-Net v2 cord/lesion model on images, the way SCT does.
+
+    Parameters
+    ----------
+    settings
+        :class:`EngineSettings` (default: the demo model with SCT's defaults).
+    **overrides
+        Fields of :class:`EngineSettings` to override (``model="path"``, ``tta=True``, ...).
+
+    Notes
+    -----
+    Creating an engine reads the model folder (no unpickling); the network is loaded
+    on first use and cached per process (:func:`cache_info`). An engine cannot be
+    pickled: send its :attr:`settings` to the other process and build one there.
+    """
+
+    def __init__(self, settings: EngineSettings | None = None, **overrides: Any) -> None:
+        settings = settings or EngineSettings()
+        if overrides:
+            settings = replace(settings, **overrides)
+        self.settings = settings
+        self.folder = find_model(settings.model, folds=settings.folds, checkpoint=settings.checkpoint)
+        self.key = EngineKey(
+            model_dir=str(self.folder.trainer_dir),
+            folds=self.folder.folds,
+            checkpoints=self.folder.checkpoint_names,
+            device=_torch_device(settings.device),
+            tta=bool(settings.tta),
+            tile_step_size=float(settings.tile_step_size),
+            trust_model=bool(settings.trust_model),
+        )
+
+    def __reduce__(self) -> NoReturn:
+        msg = format_error(
+            "a SegmentationEngine cannot be pickled (it stands for a loaded nnU-Net predictor)",
+            path=self.folder.root,
+            expected="the engine's settings (EngineSettings, small and picklable) sent to other processes",
+            fix="send engine.settings and build SegmentationEngine(settings) in the worker; the worker's "
+            "cache then loads the model once per process",
+        )
+        raise SegmentationError(msg, path=self.folder.root)
+
+    def __repr__(self) -> str:
+        return (f"SegmentationEngine(model={str(self.folder.root)!r}, folds={self.key.folds}, "
+                f"device={self.key.device!r}, tta={self.key.tta}, tile_step_size={self.key.tile_step_size})")
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> LoadedNetwork:
+        """Load the model (manifest check, checkpoints, network) if this process has not yet."""
+        return _get_entry(self.key, self.folder).loaded
+
+    @property
+    def model_name(self) -> str:
+        """Name from the manifest, else the model folder's name."""
+        entry = _get_entry(self.key, self.folder)
+        name = entry.loaded.integrity.manifest.get("name")
+        return str(name) if name else self.folder.root.name
+
+    def describe(self) -> dict[str, Any]:
+        """``{"name", "checksum", "integrity", "settings"}``: provenance of this engine's outputs."""
+        entry = _get_entry(self.key, self.folder)
+        return {
+            "name": self.model_name,
+            "checksum": entry.loaded.integrity.checksum,
+            "integrity": entry.loaded.integrity.status,
+            "settings": self.settings_record(),
+        }
+
+    def settings_record(self, postprocessing: PostprocessOptions | None = None) -> dict[str, Any]:
+        """The effective settings written to the sidecars."""
+        return {
+            "tile_step_size": self.key.tile_step_size,
+            "tta": self.key.tta,
+            "use_gaussian": True,
+            "folds": list(self.key.folds),
+            "checkpoint": list(self.key.checkpoints),
+            "device": self.key.device,
+            "threads": self.settings.threads,
+            "image_orientation": self.folder.image_orientation,
+            "label_layout": self.folder.labels.layout,
+            "postprocessing": (postprocessing or PostprocessOptions()).as_dict(),
+        }
+
+    # --------------------------------------------------------------- prediction
+
+    def predict_labels(self, volume: Volume) -> np.ndarray:
+        """nnU-Net's label map (uint8) of ``volume`` on its own voxel grid (SCT's path)."""
+        entry = _get_entry(self.key, self.folder)
+        source = orientation_code(volume.affine)
+        data, affine = reorient(np.asarray(volume.data), volume.affine, self.folder.image_orientation)
+        spacing = voxel_sizes(affine)
+        array = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))[None].astype(np.float32)
+        props = {"spacing": [spacing[2], spacing[1], spacing[0]]}
+        import torch
+
+        with entry.lock:
+            previous = torch.get_num_threads()
+            if self.settings.threads is not None:
+                torch.set_num_threads(int(self.settings.threads))
+            try:
+                with _quiet_nnunet("predicting"):
+                    seg = entry.predictor.predict_single_npy_array(array, props, None, None, False)
+            except RuntimeError as exc:
+                msg = format_error(
+                    f"nnU-Net prediction failed ({type(exc).__name__}: {exc})",
+                    path=volume.path or None,
+                    expected=f"an image nnU-Net can run on {self.key.device}",
+                    fix="on GPU out-of-memory use --device cpu; otherwise check the image",
+                )
+                raise SegmentationError(msg, path=volume.path or None) from exc
+            finally:
+                torch.set_num_threads(previous)
+        labels = np.transpose(np.asarray(seg), (2, 1, 0))
+        back, _ = reorient(labels, affine, source)
+        return np.ascontiguousarray(back, dtype=np.uint8)
+
+    def segment_volume(
+        self, volume: Volume, *, postprocessing: PostprocessOptions | None = None
+    ) -> SegmentationResult:
+        """Cord and lesion masks of ``volume`` (input grid), post-processed as asked."""
+        label_map = self.predict_labels(volume)
+        cord, lesion = self.folder.labels.split(label_map)
+        cord, lesion = postprocess_masks(cord, lesion, volume.voxel_size_mm, postprocessing)
+        return SegmentationResult(label_map=label_map, cord=cord, lesion=lesion)
+
+    def segment_file(
+        self,
+        image: str | os.PathLike[str],
+        output_prefix: str | os.PathLike[str] | None = None,
+        *,
+        postprocessing: PostprocessOptions | None = None,
+        scan_id: str | None = None,
+    ) -> SegmentationOutputs:
+        """Segment a NIfTI file and write SCT's outputs with sidecars.
+
+        Parameters
+        ----------
+        image
+            ``.nii``/``.nii.gz`` image.
+        output_prefix
+            Writes ``<prefix>_sc_seg.nii.gz`` and ``<prefix>_lesion_seg.nii.gz``
+            (default: the image path without extension, as SCT).
+        postprocessing
+            Optional post-processing (all off by default).
+        scan_id
+            Named in errors.
+
+        Raises
+        ------
+        NiftiError
+            The image cannot be read safely.
+        SegmentationError
+            The model cannot be loaded or run.
+        """
+        volume = load_nifti(image, scan_id=scan_id)
+        result = self.segment_volume(volume, postprocessing=postprocessing)
+        prefix = Path(output_prefix) if output_prefix is not None else default_prefix(image)
+        cord_path, lesion_path = output_paths(prefix)
+        integrity = self.load().integrity
+        sidecar = generated_by(
+            model_name=self.model_name,
+            model_checksum=integrity.checksum,
+            model_integrity=integrity.status,
+            settings=self.settings_record(postprocessing),
+            model_files=integrity.files if integrity.status != "verified" else None,
+        )
+        write_mask(cord_path, result.cord, volume.header, volume.affine)
+        write_mask(lesion_path, result.lesion, volume.header, volume.affine)
+        cord_json = write_sidecar(cord_path, _with_description(sidecar, "spinal cord mask"))
+        lesion_json = write_sidecar(lesion_path, _with_description(sidecar, "lesion mask"))
+        return SegmentationOutputs(cord_path, lesion_path, cord_json, lesion_json)
+
+    def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]:
+        """The batch runner's segmenter protocol: write both masks, return their paths."""
+        out = self.segment_file(image_path, out_prefix)
+        return str(out.cord), str(out.lesion)
+
+
+def _with_description(sidecar: dict[str, Any], what: str) -> dict[str, Any]:
+    entry = dict(sidecar["GeneratedBy"][0])
+    entry["Description"] = f"{what} predicted by nnU-Net (SCIseg-style model), SCT's inference path"
+    return {"GeneratedBy": [entry]}
+
+
+def segment_image(
+    image: str | os.PathLike[str],
+    output_prefix: str | os.PathLike[str] | None = None,
+    *,
+    model: str | os.PathLike[str] = "demo",
+    folds: Sequence[int | str] | None = None,
+    checkpoint: CheckpointChoice = "auto",
+    device: DeviceChoice = "auto",
+    tta: bool = False,
+    tile_step_size: float = 0.5,
+    threads: int | None = None,
+    trust_model: bool = False,
+    postprocessing: PostprocessOptions | None = None,
+) -> SegmentationOutputs:
+    """Segment one image file (what ``sct_deepseg lesion_sci_t2 -i IMAGE`` does).
+
+    The model is loaded once per process and reused by later calls with the same
+    model and settings. See :class:`SegmentationEngine` and :class:`EngineSettings`.
+    """
+    settings = EngineSettings(
+        model=os.fspath(model),
+        folds=None if folds is None else tuple(str(f) for f in folds),
+        checkpoint=checkpoint,
+        device=device,
+        tta=tta,
+        tile_step_size=tile_step_size,
+        threads=threads,
+        trust_model=trust_model,
+    )
+    return SegmentationEngine(settings).segment_file(image, output_prefix, postprocessing=postprocessing)
