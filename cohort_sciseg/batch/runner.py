@@ -35,7 +35,13 @@ from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import TABLE_SCHEMAS, Outcome, TaskConfig, process_scan
 from cohort_sciseg.discover import find_scans
 from cohort_sciseg.io import write_json, write_parquet
-from cohort_sciseg.records import FAILURES_SCHEMA, Failure, Scan, scans_to_table
+from cohort_sciseg.records import (
+    Failure,
+    Scan,
+    failures_from_table,
+    failures_to_table,
+    scans_to_table,
+)
 
 __all__ = ["RunOptions", "RunSummary", "run_cohort", "sweep_partial_files"]
 
@@ -213,7 +219,7 @@ def run_cohort(
     if discovery.problems:
         write_parquet(
             out / "tables" / "discovery_problems.parquet",
-            pa.Table.from_pylist([_as_row(f) for f in discovery.problems], schema=FAILURES_SCHEMA),
+            failures_to_table(list(discovery.problems)),
         )
     write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
     validation = _validate(out, scans, opts) if opts.validate else None
@@ -273,20 +279,6 @@ def _read_partitioned(folder: Path) -> Any:
     return ds.dataset(folder, format="parquet", partitioning=part).to_table().to_pandas()
 
 
-def _as_row(f: Failure) -> dict[str, Any]:
-    return {
-        "scan_id": f.scan_id,
-        "site": f.site,
-        "stage": f.stage,
-        "error_type": f.error_type,
-        "message": f.message,
-        "traceback": f.traceback,
-        "path": f.path,
-        "attempt": f.attempt,
-        "timestamp": f.timestamp,
-    }
-
-
 def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> list[Failure]:
     out = []
     for s in scans:
@@ -296,8 +288,7 @@ def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> list[Failure]:
         t = store.read(c, "failures")
         if t is None or not t.num_rows:
             continue
-        r = t.to_pylist()[0]
-        out.append(Failure(**{k: r[k] for k in ("scan_id", "stage", "error_type", "message", "traceback", "path", "attempt", "timestamp")}, site=s.site))
+        out += failures_from_table(t.append_column("site", pa.array([s.site] * t.num_rows, pa.string())))
     return out
 
 
@@ -375,7 +366,7 @@ def _infrastructure_failure(store: RecordStore, scan: Scan, config: TaskConfig, 
         site=scan.site,
         key=key,
         status="failed",
-        tables={"failures": pa.Table.from_pylist([_as_row(failure)], schema=FAILURES_SCHEMA)},
+        tables={"failures": failures_to_table([failure])},
     )
     return Outcome(scan.scan_id, scan.site, "failed", key, message=msg)
 

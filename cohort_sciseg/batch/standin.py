@@ -18,17 +18,9 @@ import numpy as np
 from scipy import ndimage
 
 from cohort_sciseg.discover import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
-from cohort_sciseg.io import load_nifti, save_nifti
+from cohort_sciseg.io import NIFTI_EXTENSIONS, load_nifti, nifti_stem, save_nifti
 
 __all__ = ["CopyManualSegmenter"]
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 def _manual(image: Path, suffixes: tuple[str, ...]) -> Path | None:
@@ -40,8 +32,8 @@ def _manual(image: Path, suffixes: tuple[str, ...]) -> Path | None:
     root = Path(*parts[: subs[0]])
     rel = Path(*parts[subs[0] : -1])
     for suffix in suffixes:
-        for ext in (".nii.gz", ".nii"):
-            cand = root / "derivatives" / "labels" / rel / f"{_stem(image)}_{suffix}{ext}"
+        for ext in NIFTI_EXTENSIONS:
+            cand = root / "derivatives" / "labels" / rel / f"{nifti_stem(image)}_{suffix}{ext}"
             if cand.is_file():
                 return cand
     return None

@@ -37,6 +37,7 @@ from cohort_sciseg.records import (
     RUN_SCANS_SCHEMA,
     Failure,
     Scan,
+    failures_to_table,
 )
 from cohort_sciseg.validation import Prediction, validate_scans
 
@@ -163,24 +164,10 @@ def _fail(store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseExcep
         attempt=attempt,
         tables={
             "scans": pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA),
-            "failures": pa.Table.from_pylist([_failure_row(failure)], schema=FAILURES_SCHEMA),
+            "failures": failures_to_table([failure]),
         },
     )
     return Outcome(scan.scan_id, scan.site, "failed", key, time.perf_counter() - t0, failure.message, os.getpid())
-
-
-def _failure_row(f: Failure) -> dict[str, Any]:
-    return {
-        "scan_id": f.scan_id,
-        "site": f.site,
-        "stage": f.stage,
-        "error_type": f.error_type,
-        "message": f.message,
-        "traceback": f.traceback,
-        "path": f.path,
-        "attempt": f.attempt,
-        "timestamp": f.timestamp,
-    }
 
 
 def _scan_row(scan: Scan, key: str, status: str, attempt: int, *, segmenter: str, checksum: str) -> dict[str, Any]:
@@ -244,7 +231,7 @@ def _work(scan: Scan, config: TaskConfig, key: str, attempt: int, t0: float) -> 
         if v.failures:
             # manual masks unusable: the prediction and morphometry stand, the metrics do not
             logger.warning("validation skipped: %s", v.failures[0].message)
-            tables["failures"] = pa.Table.from_pylist([_failure_row(v.failures[0])], schema=FAILURES_SCHEMA)
+            tables["failures"] = failures_to_table(v.failures[:1])
         else:
             tables["metrics"] = v.metrics
             tables["biomarkers"] = v.biomarkers

@@ -20,9 +20,11 @@ from cohort_sciseg.io.geometry import (
 from cohort_sciseg.io.nifti import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_VOXELS,
+    NIFTI_EXTENSIONS,
     NiftiInfo,
     Volume,
     load_nifti,
+    nifti_stem,
     read_header,
     save_nifti,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_VOXELS",
     "DEFAULT_THRESHOLD",
+    "NIFTI_EXTENSIONS",
     "RPI",
     "MaskReport",
     "NiftiInfo",
@@ -57,6 +60,7 @@ __all__ = [
     "grid_differences",
     "inspect_mask",
     "load_nifti",
+    "nifti_stem",
     "orientation_code",
     "read_header",
     "reorient",

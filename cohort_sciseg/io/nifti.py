@@ -30,9 +30,11 @@ from cohort_sciseg.io.orientation import orientation_code, voxel_sizes
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_VOXELS",
+    "NIFTI_EXTENSIONS",
     "NiftiInfo",
     "Volume",
     "load_nifti",
+    "nifti_stem",
     "read_header",
     "save_nifti",
 ]
@@ -119,6 +121,19 @@ class Volume:
     def orientation(self) -> str:
         """Axis orientation in SCT's naming."""
         return orientation_code(self.affine)
+
+
+#: File name endings of NIfTI images, longest first.
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+
+def nifti_stem(path: str | os.PathLike[str]) -> str:
+    """File name without ``.nii.gz`` / ``.nii`` (``sub-01_T2w.nii.gz`` -> ``sub-01_T2w``)."""
+    name = os.path.basename(os.fspath(path))
+    for ext in NIFTI_EXTENSIONS:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
 
 
 def _fail(what: str, path: Path, expected: str | None, fix: str, scan_id: str | None) -> NiftiError:

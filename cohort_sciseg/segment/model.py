@@ -556,3 +556,17 @@ def load_network(folder: ModelFolder, *, trust: bool = False) -> LoadedNetwork:
         trainer_name=str(first.get("trainer_name", "nnUNetTrainer")),
         mirroring_axes=None if axes is None else tuple(int(a) for a in axes),
     )
+
+
+def plain_unet_stages(features: Sequence[int]) -> dict[str, Any]:
+    """Stage layout of a 3D PlainConvUNet: one stage per feature count, 3^3 kernels, stride 2 below the top."""
+    n = len(features)
+    return {
+        "n_stages": n,
+        "features_per_stage": [int(f) for f in features],
+        "conv_op": "torch.nn.modules.conv.Conv3d",
+        "kernel_sizes": [[3, 3, 3]] * n,
+        "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
+        "n_conv_per_stage": [2] * n,
+        "n_conv_per_stage_decoder": [2] * (n - 1),
+    }

@@ -25,7 +25,7 @@ import nibabel as nib
 import numpy as np
 
 from cohort_sciseg._version import __version__
-from cohort_sciseg.io import atomic_path, write_json
+from cohort_sciseg.io import atomic_path, nifti_stem, write_json
 
 __all__ = [
     "CODE_URL",
@@ -68,11 +68,7 @@ class SegmentationOutputs:
 def default_prefix(image: str | os.PathLike[str]) -> Path:
     """SCT's default output prefix: the image path without ``.nii``/``.nii.gz``."""
     p = Path(image)
-    name = p.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return p.with_name(name[: -len(ext)])
-    return p.with_name(p.stem)
+    return p.with_name(nifti_stem(p))
 
 
 def output_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cohort_sciseg.segment.manifest import write_manifest
+from cohort_sciseg.segment.model import plain_unet_stages
 
 __all__ = ["TINY_TRAINER_FOLDER", "make_tiny_model", "textured_image", "tiny_dataset_json", "tiny_plans"]
 
@@ -71,7 +72,6 @@ def tiny_plans(
 
     ``spacing`` and ``patch_size`` are in nnU-Net (SimpleITK, z-y-x) axis order.
     """
-    n = len(features)
     config = {
         "data_identifier": "nnUNetPlans_3d_fullres",
         "preprocessor_name": "DefaultPreprocessor",
@@ -92,13 +92,7 @@ def tiny_plans(
         "architecture": {
             "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
             "arch_kwargs": {
-                "n_stages": n,
-                "features_per_stage": [int(f) for f in features],
-                "conv_op": "torch.nn.modules.conv.Conv3d",
-                "kernel_sizes": [[3, 3, 3]] * n,
-                "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
-                "n_conv_per_stage": [2] * n,
-                "n_conv_per_stage_decoder": [2] * (n - 1),
+                **plain_unet_stages(features),
                 "conv_bias": True,
                 "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
                 "norm_op_kwargs": {"eps": 1e-05, "affine": True},

@@ -75,6 +75,7 @@ from cohort_sciseg.io import (
     write_json,
 )
 from cohort_sciseg.segment.manifest import MANIFEST_NAME, check_manifest, write_manifest
+from cohort_sciseg.segment.model import plain_unet_stages
 from cohort_sciseg.synth import find_masked_images, insert_lesions_into_arrays, synthesize_cohort
 
 __all__ = [
@@ -355,17 +356,7 @@ def reduce_plans(
     arch = cfg["architecture"]
     arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
     kw = arch["arch_kwargs"]
-    kw.update(
-        {
-            "n_stages": n,
-            "features_per_stage": [int(f) for f in features],
-            "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[3, 3, 3]] * n,
-            "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
-            "n_conv_per_stage": [2] * n,
-            "n_conv_per_stage_decoder": [2] * (n - 1),
-        }
-    )
+    kw.update(plain_unet_stages(features))
     kw.pop("n_blocks_per_stage", None)
     return out
 

@@ -40,11 +40,13 @@ from scipy import ndimage
 
 from cohort_sciseg.errors import SynthError, format_error
 from cohort_sciseg.io import (
+    NIFTI_EXTENSIONS,
     acquisition_plane,
     atomic_write_text,
     binarize,
     check_same_geometry,
     load_nifti,
+    nifti_stem,
     orientation_code,
     save_nifti,
 )
@@ -62,14 +64,6 @@ logger = logging.getLogger(__name__)
 _MIN_VOXELS = 10
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
 def find_masked_images(
     bids_dir: str | os.PathLike[str], cord_suffix: str
 ) -> list[tuple[Path, Path]]:
@@ -84,8 +78,8 @@ def find_masked_images(
     pairs = []
     for img in images:
         rel = img.parent.relative_to(root)
-        for ext in (".nii.gz", ".nii"):
-            mask = root / "derivatives" / "labels" / rel / f"{_stem(img)}_{cord_suffix}{ext}"
+        for ext in NIFTI_EXTENSIONS:
+            mask = root / "derivatives" / "labels" / rel / f"{nifti_stem(img)}_{cord_suffix}{ext}"
             if mask.is_file():
                 pairs.append((img, mask))
                 break
@@ -95,7 +89,7 @@ def find_masked_images(
 def _mask_suffixes(root: Path) -> list[str]:
     found = set()
     for p in (root / "derivatives" / "labels").glob("sub-*/**/*_T2w_*.nii*"):
-        found.add(_stem(p).rsplit("_T2w_", 1)[-1])
+        found.add(nifti_stem(p).rsplit("_T2w_", 1)[-1])
     return sorted(found)
 
 
@@ -379,7 +373,7 @@ def insert_lesions(
     subjects: list[str] = []
     for img_path, mask_path in pairs:
         rel_img = img_path.relative_to(src)
-        stem = _stem(img_path)
+        stem = nifti_stem(img_path)
         sid = _bids.scan_id(site, stem)
         vol = load_nifti(img_path, scan_id=sid)
         cord_vol = load_nifti(mask_path, scan_id=sid)

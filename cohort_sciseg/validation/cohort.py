@@ -22,7 +22,13 @@ import numpy as np
 import pyarrow as pa
 
 from cohort_sciseg.errors import CohortSciSegError, ValidationError, format_error
-from cohort_sciseg.io import check_same_geometry, load_nifti, read_header
+from cohort_sciseg.io import (
+    NIFTI_EXTENSIONS,
+    check_same_geometry,
+    load_nifti,
+    nifti_stem,
+    read_header,
+)
 from cohort_sciseg.morphometry import measure_lesions
 from cohort_sciseg.records import BIOMARKERS_SCHEMA, METRICS_SCHEMA, Failure, Scan
 from cohort_sciseg.validation.metrics import compute_metrics
@@ -33,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 CORD_SUFFIX = "sc_seg"
 LESION_SUFFIX = "lesion_seg"
-_EXTS = (".nii.gz", ".nii")
+_EXTS = NIFTI_EXTENSIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +103,7 @@ def find_predictions(
     by_id = {s.scan_id: s for s in scans}
     stems: dict[str, list[str]] = {}
     for s in scans:
-        stems.setdefault(_stem(s.image_path), []).append(s.scan_id)
+        stems.setdefault(nifti_stem(s.image_path), []).append(s.scan_id)
     found: dict[str, dict[str, str]] = {}
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
@@ -115,14 +121,6 @@ def find_predictions(
     return {
         sid: Prediction(cord_path=d.get("cord"), lesion_path=d.get("lesion")) for sid, d in sorted(found.items())
     }
-
-
-def _stem(path: str) -> str:
-    name = os.path.basename(path)
-    for ext in _EXTS:
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 def _load_pair(scan: Scan, manual: str, predicted: str, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
