@@ -11,7 +11,9 @@ What it does, in order:
    copy), plus synthetic phantoms of the three site styles
    (:func:`cohort_sciseg.synth.synthesize_cohort`). Without the real data (or with
    ``--quick``) only phantoms are used. Every image is reoriented to RPI (what SCT
-   feeds SCIseg) and real scans are cropped to the cord's bounding box plus a margin.
+   feeds SCIseg); real scans keep their whole field of view (optionally cropped to the
+   cord's bounding box plus a margin: cropping taught the first demo model to call
+   everything near the cord "cord", 0.43 cord Dice on a held-out real scan vs 0.65 uncropped).
 2. **nnU-Net raw dataset** with SCIseg's label layout: label map 0 background,
    1 cord, 2 lesion; ``dataset.json`` regions ``sc = [1, 2]``, ``lesion = 2``,
    ``regions_class_order [1, 2]``, ``image_orientation "RPI"``.
@@ -151,7 +153,8 @@ class TrainSettings:
     spacing_mm
         Target spacing of nnU-Net's preprocessing.
     crop_margin_mm
-        Margin around the cord's bounding box when cropping real scans.
+        Margin around the cord's bounding box when cropping real scans (``None``:
+        no cropping, the default).
     min_lesion_dice
         Lesion gate (0 disables it, e.g. for ``--quick``).
     max_attempts
@@ -181,7 +184,7 @@ class TrainSettings:
     features: tuple[int, ...] = (8, 16, 32, 64)
     batch_size: int = 2
     spacing_mm: float = 1.0
-    crop_margin_mm: float = 40.0
+    crop_margin_mm: float | None = None
     min_lesion_dice: float = 0.3
     max_attempts: int = 2
     quick: bool = False
@@ -583,7 +586,8 @@ def real_training_cases(settings: TrainSettings) -> list[Case]:
         if sub in settings.holdout:
             continue
         base = _load_real(img, mask, lesion, sub, source)
-        base = _crop_to_cord(base, settings.crop_margin_mm)
+        if settings.crop_margin_mm is not None:
+            base = _crop_to_cord(base, settings.crop_margin_mm)
         cases.append(base)
         if lesion is not None:  # real lesions already: no synthetic ones on top
             continue
@@ -866,6 +870,10 @@ def write_model_card(
 ) -> Path:
     """Write ``MODEL_CARD.md`` (what the model is, how it was made, how well it does)."""
     final = attempts[-1]
+    crop_text = (
+        "keep their whole field of view" if settings.crop_margin_mm is None
+        else f"cropped to the cord plus {settings.crop_margin_mm:g} mm"
+    )
     rows = "\n".join(
         f"| {r['case']} | {r['kind']} | {r['reference']} | {_fmt(r['cord_dice'])} | "
         f"{_fmt(r['lesion_dice'])} | {r['lesion_ref_voxels']} | {r['lesion_pred_voxels']} |"
@@ -908,8 +916,7 @@ voxels (I-S x P-A x R-L) at {settings.spacing_mm} mm isotropic; z-score intensit
 
 - training cases: {data_summary["n_training"]} ({data_summary["composition"]})
 - held out (never trained on): {", ".join(settings.holdout) if settings.data is not None else "n/a (no real data)"}
-- all images reoriented to RPI (as SCT feeds SCIseg); real scans cropped to the cord
-  plus {settings.crop_margin_mm:g} mm.
+- all images reoriented to RPI (as SCT feeds SCIseg); real scans {crop_text}.
 
 ## Schedule
 
@@ -1134,7 +1141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue this training checkpoint (same --work and settings) to --epochs",
     )
     p.add_argument("--crop-margin-mm", type=float, default=None,
-                   help="margin around the cord when cropping real training scans (default 40)")
+                   help="margin around the cord when cropping real training scans (default: no cropping)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument(
         "--quick", action="store_true",
