@@ -20,13 +20,17 @@ Layout (inside the run's output folder)::
 one file per site and table, written atomically from the records alone (a pure
 function of them, so it can be re-run at any time). The ``site`` column lives in
 the folder name only (hive partitioning), as pandas, pyarrow, DuckDB and polars
-expect.
+expect; they infer its type from the folder names, which is why discovery never
+gives a site label that reads as a number
+(:func:`cohort_sciseg.discover.entities.site_label`). A table without rows has no
+folder at all.
 
 No Dask here: workers and the client call these functions directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,6 +50,8 @@ __all__ = [
 ]
 
 _POINTER = "CURRENT.json"
+_PARTITION = "site="
+_PART_FILE = "part-0.parquet"
 _STATUSES = ("done", "failed")
 
 
@@ -176,10 +182,34 @@ class RecordStore:
     ) -> dict[str, Path]:
         """Write ``tables/<name>/site=<site>/part-0.parquet`` from the committed records.
 
-        ``schemas`` gives each table's schema (its ``site`` field, if any, is left
-        out of the files: it is the partition). Sites without rows get no folder;
-        partitions of sites that no longer have rows are removed. Returns the
-        folder of each table. ``only`` restricts the sites rewritten.
+        Parameters
+        ----------
+        schemas
+            Each table's schema; its ``site`` field, if any, is left out of the
+            files (it is the partition).
+        tables_dir
+            Where the tables go; default ``<out_dir>/tables``.
+        only
+            Rewrite only these sites; partitions of other sites are kept as they
+            are, except those of sites that no longer have any committed record.
+
+        Returns
+        -------
+        dict of str to Path
+            The folder of each table that has rows, in the order of ``schemas``.
+            A table without a row at any site (``metrics`` when no scan has manual
+            masks, ``failures`` when nothing failed) is left out and has no folder,
+            so every path returned exists and reads as a table.
+
+        Notes
+        -----
+        The tables are a pure function of the committed records: a site without
+        rows in a table has no partition folder, and a partition or table folder
+        left by an earlier compaction whose rows are all gone (every failed scan
+        has since succeeded, say) is removed. Only ``site=*`` folders and their
+        ``part-0.parquet`` are touched; a folder that still holds anything else
+        is kept (but a table with no ``site=*/part-0.parquet`` is still not
+        returned).
         """
         out = Path(tables_dir) if tables_dir is not None else self.out_dir / "tables"
         wanted = None if only is None else set(only)
@@ -194,19 +224,33 @@ class RecordStore:
                 if wanted is not None and site not in wanted:
                     continue
                 parts = [t for c in commits if (t := self.read(c, name)) is not None and t.num_rows]
-                target = folder / f"site={site}" / "part-0.parquet"
+                target = folder / f"{_PARTITION}{site}" / _PART_FILE
                 if parts:
                     table = pa.concat_tables([_conform(t, file_schema) for t in parts])
                     write_parquet(target, table)
-                elif target.exists():
-                    target.unlink()
-            if folder.is_dir():
-                for part_dir in folder.iterdir():
-                    site = part_dir.name.removeprefix("site=")
-                    if part_dir.is_dir() and site not in by_site:
-                        shutil.rmtree(part_dir, ignore_errors=True)
-            result[name] = folder
+                else:
+                    _remove_partition(target.parent)
+            if not folder.is_dir():
+                continue
+            for part_dir in folder.iterdir():
+                site = part_dir.name.removeprefix(_PARTITION)
+                if site != part_dir.name and site not in by_site and part_dir.is_dir():
+                    _remove_partition(part_dir)
+            if any(folder.glob(f"{_PARTITION}*/{_PART_FILE}")):
+                result[name] = folder
+            else:
+                # Empty once its partitions are gone; a folder holding anything else stays.
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         return result
+
+
+def _remove_partition(part_dir: Path) -> None:
+    """Delete ``part_dir``'s part file, then the folder if nothing else is left in it."""
+    with contextlib.suppress(FileNotFoundError):
+        (part_dir / _PART_FILE).unlink()
+    with contextlib.suppress(OSError):
+        part_dir.rmdir()
 
 
 def _without_site(schema: pa.Schema) -> pa.Schema:

@@ -9,10 +9,17 @@ Labels are kept raw (as written on disk) in every record field. Only the
 (including ``.``, ``%``, ``/``, spaces and quotes) is percent-encoded as UTF-8
 bytes, so a scan id is always a safe single path component and two different
 labels never share an encoding.
+
+Site labels (:func:`site_label`) are reduced to BIDS alphanumerics and never
+look like a number, a boolean or a date to a Parquet reader: the run tables
+are hive-partitioned by site (``tables/<table>/site=<site>/``) and pandas,
+pyarrow, DuckDB and polars infer the partition column's type from the folder
+names, so a site ``001`` would come back as the integer ``1``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from cohort_sciseg.records import AcquisitionPlane
@@ -66,14 +73,50 @@ def encode_label(label: str) -> str:
     return "".join(out)
 
 
-def site_label(name: str) -> str:
-    """Reduce ``name`` to BIDS alphanumerics (``"site_Zurich-2"`` -> ``"siteZurich2"``).
+# Prefix that keeps a site label from reading as a number, boolean or date.
+_SITE_PREFIX = "site"
 
-    Returns ``""`` when nothing is left; callers choose the fallback.
+# Alphanumeric labels that hive-partition type inference reads as something other than
+# a string (checked with pyarrow 26, polars 2.1, DuckDB 2.0): integers (all readers;
+# "001" becomes 1), hexadecimal and binary literals (pyarrow, DuckDB), exponent floats
+# such as "1e5" (polars), and words that polars reads as float or boolean or DuckDB as
+# a date ("epoch" is 1970-01-01). Octal is included because it costs nothing.
+_NON_STRING = re.compile(r"[0-9]+(?:[eE][0-9]+)?|0[xX][0-9A-Fa-f]+|0[bB][01]+|0[oO][0-7]+")
+_NON_STRING_WORDS = frozenset({"inf", "infinity", "nan", "true", "false", "epoch"})
+
+
+def _reads_as_non_string(label: str) -> bool:
+    return _NON_STRING.fullmatch(label) is not None or label.lower() in _NON_STRING_WORDS
+
+
+def site_label(name: str) -> str:
+    """Site label of a dataset folder name or a ``participants.tsv`` ``site`` value.
+
+    ``name`` is reduced to BIDS alphanumerics (``"site_Zurich-2"`` -> ``"siteZurich2"``).
+    A reduced label that a Parquet reader would take for a number, a boolean or a
+    date when it reads the run tables (hive-partitioned by site) is prefixed with
+    ``"site"``: purely numeric labels (``"001"`` -> ``"site001"``, ``"2"`` ->
+    ``"site2"``), exponent numbers (``"1e5"`` -> ``"site1e5"``), hexadecimal,
+    binary and octal literals (``"0x1F"`` -> ``"site0x1F"``) and, in any case,
+    ``inf``, ``infinity``, ``nan``, ``true``, ``false`` and ``epoch``
+    (``"NaN"`` -> ``"siteNaN"``). Digits are kept as written, so ``"001"``,
+    ``"01"`` and ``"1"`` stay three different sites.
+
+    Parameters
+    ----------
+    name
+        The raw name.
+
+    Returns
+    -------
+    str
+        The label, or ``""`` when no letter or digit is left (callers choose the
+        fallback).
     """
-    if _is_alnum(name):
-        return name
-    return "".join(ch for ch in name if ch in _ALNUM)
+    label = name if _is_alnum(name) else "".join(ch for ch in name if ch in _ALNUM)
+    if label and _reads_as_non_string(label):
+        return _SITE_PREFIX + label
+    return label
 
 
 def split_extension(

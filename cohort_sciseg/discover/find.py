@@ -14,9 +14,15 @@ Each dataset is one site by default, labelled with its folder name reduced to
 BIDS alphanumerics (``site_Zurich-2`` -> ``siteZurich2``). When its
 ``participants.tsv`` has a ``site`` column, each subject gets the site of its
 row (reduced the same way; an empty or ``n/a`` value falls back to the
-dataset's label). Site labels from ``site`` columns are explicit and may be
-shared by several datasets (the same scanner contributing to two datasets);
-labels derived from folder names are implicit, so a folder-derived label that
+dataset's label). A label that Parquet readers would take for a number (or a
+boolean or date) is prefixed with ``site`` (folder ``001`` or site value ``01``
+-> ``site001``, ``site01``), because the run tables are hive-partitioned by
+site and must read back with ``site`` as a string, unchanged (see
+:func:`~cohort_sciseg.discover.entities.site_label`). Site labels from
+``site`` columns are explicit and may be shared by several datasets (the same
+scanner contributing to two datasets); different raw values that reduce to the
+same label (``site_01`` and ``01``) are one site, and a warning is logged.
+Labels derived from folder names are implicit, so a folder-derived label that
 is already used by an earlier dataset, or by another dataset's ``site`` column,
 gets the smallest numeric suffix that makes it unique (``data``, ``data2``,
 ...) and a warning is logged. Two different datasets therefore never merge
@@ -45,6 +51,7 @@ from cohort_sciseg.discover._fs import inside, list_dir
 from cohort_sciseg.discover.entities import (
     Entities,
     acq_plane,
+    encode_label,
     parse_name,
     scan_id,
     site_label,
@@ -534,8 +541,8 @@ def _check_options(
         raise ValueError(msg)
     if (
         not isinstance(image_suffix, str)
-        or not site_label(image_suffix)
-        or image_suffix != site_label(image_suffix)
+        or not image_suffix
+        or encode_label(image_suffix) != image_suffix
     ):
         msg = format_error(
             f"image_suffix={image_suffix!r} is not a BIDS suffix",
@@ -694,6 +701,7 @@ def find_scans(
     bases = [site_label(f) or "dataset" for f in folders]
     tables: list[Participants | None] = []
     column_sites: list[frozenset[str]] = []
+    raw_of_label: dict[str, set[str]] = {}
     for root, base in zip(roots, bases, strict=True):
         table = None
         path = os.path.join(root, "participants.tsv")
@@ -706,13 +714,22 @@ def find_scans(
         tables.append(table)
         cols: frozenset[str] = frozenset()
         if table is not None and "site" in table.columns:
-            cols = frozenset(
-                s
-                for row in table.rows.values()
-                for k, v in row
-                if k == "site" and v.strip() not in _MISSING_VALUES and (s := site_label(v.strip()))
-            )
+            labels: set[str] = set()
+            for row in table.rows.values():
+                for k, v in row:
+                    raw = v.strip()
+                    if k == "site" and raw not in _MISSING_VALUES and (label := site_label(raw)):
+                        labels.add(label)
+                        raw_of_label.setdefault(label, set()).add(raw)
+            cols = frozenset(labels)
         column_sites.append(cols)
+    for label, raws in sorted(raw_of_label.items()):
+        if len(raws) > 1:
+            logger.warning(
+                "participants.tsv site values %s all give the site label %r; they are one site",
+                sorted(raws),
+                label,
+            )
     sites = _assign_folder_sites(bases, column_sites)
 
     datasets = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,12 @@ from typing import Any
 import nibabel as nib
 
 from cohort_sciseg._version import __version__
+from cohort_sciseg.discover.entities import site_label as discover_site_label
 from cohort_sciseg.errors import SynthError, format_error
 from cohort_sciseg.io import atomic_write_text, write_json
 
 BIDS_VERSION = "1.9.0"
-_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -73,8 +73,8 @@ def anat_dir(root: Path, sub: str, ses: str | None) -> Path:
 
 
 def site_label(name: str) -> str:
-    """Site label from a dataset folder name, reduced to BIDS alphanumerics (as discovery does)."""
-    return _ALNUM.sub("", name)
+    """Site label from a dataset folder name: discovery's rule (:func:`cohort_sciseg.discover.entities.site_label`)."""
+    return discover_site_label(name)
 
 
 def scan_id(site: str, stem: str) -> str:

@@ -107,10 +107,43 @@ def test_scan_id_is_a_single_safe_path_component() -> None:
         ("été 3", "t3"),
         ("---", ""),
         ("..", ""),
+        # Labels that hive-partition inference would read as a number, boolean or date
+        # get the prefix "site"; digits are kept as written.
+        ("001", "site001"),
+        ("2", "site2"),
+        ("0_1", "site01"),
+        ("1.5", "site15"),
+        ("é1", "site1"),
+        ("١٢", ""),  # non-ASCII digits are not BIDS alphanumerics
+        ("1e5", "site1e5"),
+        ("12E3", "site12E3"),
+        ("0x1F", "site0x1F"),
+        ("0b101", "site0b101"),
+        ("0o17", "site0o17"),
+        ("inf", "siteinf"),
+        ("Infinity", "siteInfinity"),
+        ("NaN", "siteNaN"),
+        ("true", "sitetrue"),
+        ("False", "siteFalse"),
+        ("epoch", "siteepoch"),
+        # ... and only those: a digit first is not enough
+        ("3T", "3T"),
+        ("1e5x", "1e5x"),
+        ("0xZZ", "0xZZ"),
+        ("e5", "e5"),
+        ("truth", "truth"),
+        ("site001", "site001"),
     ],
 )
 def test_site_label(name: str, expected: str) -> None:
     assert site_label(name) == expected
+    assert site_label(expected) == expected  # a label is its own label
+
+
+def test_numeric_site_labels_stay_distinct() -> None:
+    raws = ["1", "01", "001", "1e1", "10"]
+    labels = [site_label(r) for r in raws]
+    assert labels == ["site1", "site01", "site001", "site1e1", "site10"]
 
 
 @pytest.mark.parametrize(

@@ -289,6 +289,78 @@ def test_site_column(bids) -> None:
     assert disc.problems == ()
 
 
+def test_numeric_dataset_folder_gets_a_prefixed_site(bids) -> None:
+    ds = bids("001")
+    ds.image("01")
+    disc = find_scans(ds.root)
+    (s,) = disc.scans
+    assert s.site == "site001"
+    assert s.scan_id == "site-site001_sub-01_T2w"
+    assert [d.site for d in disc.datasets] == ["site001"]
+    assert disc.problems == ()
+
+
+def test_numeric_dataset_folders_stay_distinct(bids, caplog) -> None:
+    a, b, c, d = bids("1"), bids("01"), bids("x/001"), bids("y/site001")
+    for ds in (a, b, c, d):
+        ds.image("01")
+    with caplog.at_level("WARNING", logger="cohort_sciseg.discover.find"):
+        disc = find_scans([a.root, b.root, c.root, d.root])
+    # folder "site001" reduces to the label folder "001" got first: it gets a suffix
+    assert [ds.site for ds in disc.datasets] == ["site1", "site01", "site001", "site0012"]
+    assert "already used by another dataset" in caplog.text
+
+
+def test_numeric_site_column_values_get_a_prefix(bids) -> None:
+    ds = bids("multi")
+    for sub in ("01", "02", "03", "04", "05"):
+        ds.image(sub)
+    ds.participants(
+        "participant_id\tsite\n"
+        "sub-01\t001\n"
+        "sub-02\t2\n"
+        "sub-03\t 01 \n"
+        "sub-04\t1e5\n"
+        "sub-05\tn/a\n"
+    )
+    disc = find_scans(ds.root)
+    assert {s.sub: s.site for s in disc.scans} == {
+        "01": "site001",
+        "02": "site2",
+        "03": "site01",
+        "04": "site1e5",
+        "05": "multi",
+    }
+    assert {s.sub: s.scan_id for s in disc.scans}["01"] == "site-site001_sub-01_T2w"
+    assert {s.sub: s.participant_dict["site"] for s in disc.scans}["01"] == "001"  # raw kept
+    assert disc.problems == ()
+
+
+def test_folder_label_avoids_a_prefixed_site_column_value(bids) -> None:
+    plain, multi = bids("site2"), bids("multi")
+    plain.image("01")
+    multi.image("01")
+    multi.participants("participant_id\tsite\nsub-01\t2\n")
+    disc = find_scans([plain.root, multi.root])
+    assert {s.dataset_root: s.site for s in disc.scans} == {
+        str(plain.root): "site22",
+        str(multi.root): "site2",
+    }
+
+
+def test_site_column_values_giving_one_label_are_one_site_with_a_warning(bids, caplog) -> None:
+    a, b = bids("batch1"), bids("batch2")
+    a.image("01")
+    b.image("02")
+    b.image("03")
+    a.participants("participant_id\tsite\nsub-01\t01\n")
+    b.participants("participant_id\tsite\nsub-02\tsite_01\nsub-03\tsite01\n")
+    with caplog.at_level("WARNING", logger="cohort_sciseg.discover.find"):
+        disc = find_scans([a.root, b.root])
+    assert {s.site for s in disc.scans} == {"site01"}
+    assert "site values ['01', 'site01', 'site_01'] all give the site label 'site01'" in caplog.text
+
+
 def test_site_column_value_without_alphanumerics(bids) -> None:
     ds = bids("multi")
     ds.image("01")
@@ -451,6 +523,14 @@ def test_other_image_suffix(bids) -> None:
     (s,) = find_scans(ds.root, image_suffix="T1w").scans
     assert s.scan_id == "site-ds_sub-01_T1w"
     assert s.suffix == "T1w"
+
+
+def test_numeric_image_suffix_is_not_prefixed_like_a_site(bids) -> None:
+    # suffixes are checked as BIDS alphanumerics, not turned into site labels
+    ds = bids()
+    ds.image("01", suffix="2")
+    (s,) = find_scans(ds.root, image_suffix="2").scans
+    assert s.scan_id == "site-ds_sub-01_2"
 
 
 # ---------------------------------------------------------------- bad files
