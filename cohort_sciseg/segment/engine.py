@@ -30,7 +30,9 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -64,6 +66,8 @@ __all__ = [
     "DeviceChoice",
     "EngineKey",
     "EngineSettings",
+    "PredictedLogits",
+    "PreparedImage",
     "SegmentationEngine",
     "SegmentationResult",
     "cache_info",
@@ -160,6 +164,52 @@ class SegmentationResult:
     lesion: np.ndarray
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PreparedImage:
+    """An image preprocessed for the network (output of :meth:`SegmentationEngine.prepare`).
+
+    Picklable and model-free: a CPU task makes it and a device task consumes it.
+
+    Attributes
+    ----------
+    data
+        nnU-Net's preprocessed tensor (channels, z, y, x); ``None`` once inferred.
+    properties
+        nnU-Net's ``data_properties`` (cropping box, shapes, spacing) to undo preprocessing.
+    model_affine
+        Affine of the image in the model's orientation.
+    source_orientation
+        The input's orientation code (to reorient the labels back).
+    affine, header, path
+        The input image's affine and NIfTI header (the masks are written with them) and path.
+    """
+
+    data: Any
+    properties: dict[str, Any]
+    model_affine: np.ndarray
+    source_orientation: str
+    affine: np.ndarray
+    header: Any
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PredictedLogits:
+    """The network's output for a :class:`PreparedImage` (output of :meth:`SegmentationEngine.infer`).
+
+    ``started``/``finished`` are wall-clock times (``time.time()``) of the device work.
+    """
+
+    prepared: PreparedImage
+    logits: Any
+    started: float
+    finished: float
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+
 @dataclass(eq=False)
 class _Entry:
     loaded: LoadedNetwork
@@ -185,22 +235,54 @@ def clear_cache() -> None:
         _stats.update(loads=0, hits=0)
 
 
+class _Capture(io.StringIO):
+    """A thread-safe text buffer standing in for ``sys.stdout``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            return super().write(text)
+
+
+_quiet_lock = threading.Lock()
+_quiet_state: dict[str, Any] = {"depth": 0}
+
+
 @contextlib.contextmanager
 def _quiet_nnunet(what: str) -> Iterator[None]:
     """Capture nnU-Net's prints and warnings; log them at DEBUG.
 
-    ``redirect_stdout`` swaps the process-wide ``sys.stdout``; a print from another
-    thread during prediction is captured too (and logged).
+    ``sys.stdout`` and the warning filters are process-wide, and a batch worker
+    runs stages of several scans in threads at once: the first thread in installs
+    one capture, the last one out restores the originals and logs what was caught
+    (nesting per thread would restore them in the wrong order).
     """
-    buf = io.StringIO()
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
-        warnings.simplefilter("always")
+    with _quiet_lock:
+        if _quiet_state["depth"] == 0:
+            buf = _Capture()
+            catcher = warnings.catch_warnings(record=True)
+            caught = catcher.__enter__()
+            warnings.simplefilter("always")
+            _quiet_state.update(stdout=sys.stdout, buf=buf, catcher=catcher, caught=caught)
+            sys.stdout = buf
+        _quiet_state["depth"] += 1
+    try:
         yield
-    text = buf.getvalue().strip()
-    if text:
-        logger.debug("nnU-Net output while %s: %s", what, text)
-    for w in caught:
-        logger.debug("nnU-Net warning while %s: %s", what, w.message)
+    finally:
+        with _quiet_lock:
+            _quiet_state["depth"] -= 1
+            if _quiet_state["depth"] == 0:
+                sys.stdout = _quiet_state.pop("stdout")
+                _quiet_state.pop("catcher").__exit__(None, None, None)
+                text = _quiet_state.pop("buf").getvalue().strip()
+                caught = _quiet_state.pop("caught")
+                if text:
+                    logger.debug("nnU-Net output while %s: %s", what, text)
+                for w in caught:
+                    logger.debug("nnU-Net warning while %s: %s", what, w.message)
 
 
 def _torch_device(choice: str) -> str:
@@ -356,45 +438,143 @@ class SegmentationEngine:
 
     # --------------------------------------------------------------- prediction
 
-    def predict_labels(self, volume: Volume) -> np.ndarray:
-        """nnU-Net's label map (uint8) of ``volume`` on its own voxel grid (SCT's path)."""
-        entry = _get_entry(self.key, self.folder)
+    def prepare(self, volume: Volume) -> PreparedImage:
+        """CPU stage: reorient, transpose and preprocess ``volume`` as nnU-Net does.
+
+        The result is picklable and holds no model; :meth:`infer` runs the network on
+        it. ``prepare`` -> ``infer`` -> :meth:`labels` is exactly
+        ``predict_single_npy_array`` split where the device is used, so that a
+        batch runner can keep a GPU busy while other threads prepare and finish scans.
+        """
+        from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+
+        loaded = self.load()
         source = orientation_code(volume.affine)
         data, affine = reorient(np.asarray(volume.data), volume.affine, self.folder.image_orientation)
         spacing = voxel_sizes(affine)
         array = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))[None].astype(np.float32)
         props = {"spacing": [spacing[2], spacing[1], spacing[0]]}
+        with _quiet_nnunet("preprocessing"):
+            ppa = PreprocessAdapterFromNpy(
+                [array], [None], [props], [None], loaded.plans_manager, loaded.folder.dataset,
+                loaded.configuration_manager, num_threads_in_multithreaded=1, verbose=False,
+            )
+            dct = next(ppa)
+        return PreparedImage(
+            data=dct["data"],
+            properties=dct["data_properties"],
+            model_affine=affine,
+            source_orientation=source,
+            affine=volume.affine,
+            header=volume.header,
+            path=volume.path,
+        )
+
+    def infer(self, prepared: PreparedImage) -> PredictedLogits:
+        """Device stage: the network's logits of a prepared image (on the CPU afterwards).
+
+        One inference at a time per loaded predictor (its lock); the only stage that
+        uses the GPU.
+        """
         import torch
 
+        entry = _get_entry(self.key, self.folder)
         with entry.lock:
             previous = torch.get_num_threads()
             if self.settings.threads is not None:
                 torch.set_num_threads(int(self.settings.threads))
+            start = time.time()
             try:
                 with _quiet_nnunet("predicting"):
-                    seg = entry.predictor.predict_single_npy_array(array, props, None, None, False)
+                    logits = entry.predictor.predict_logits_from_preprocessed_data(prepared.data).cpu()
             except RuntimeError as exc:
                 msg = format_error(
                     f"nnU-Net prediction failed ({type(exc).__name__}: {exc})",
-                    path=volume.path or None,
+                    path=prepared.path or None,
                     expected=f"an image nnU-Net can run on {self.key.device}",
                     fix="on GPU out-of-memory use --device cpu; otherwise check the image",
                 )
-                raise SegmentationError(msg, path=volume.path or None) from exc
+                raise SegmentationError(msg, path=prepared.path or None) from exc
             finally:
                 torch.set_num_threads(previous)
+            end = time.time()
+        return PredictedLogits(replace(prepared, data=None), logits, start, end)
+
+    def labels(self, predicted: PredictedLogits) -> np.ndarray:
+        """CPU stage: nnU-Net's label map (uint8) on the input's voxel grid, from logits."""
+        import torch
+        from nnunetv2.inference.export_prediction import (
+            convert_predicted_logits_to_segmentation_with_correct_shape,
+        )
+
+        entry = _get_entry(self.key, self.folder)
+        p = predicted.prepared
+        threads = self.settings.threads or torch.get_num_threads()
+        with _quiet_nnunet("resampling the prediction"):
+            seg = convert_predicted_logits_to_segmentation_with_correct_shape(
+                predicted.logits, entry.loaded.plans_manager, entry.loaded.configuration_manager,
+                entry.predictor.label_manager, p.properties, return_probabilities=False,
+                num_threads_torch=int(threads),
+            )
         labels = np.transpose(np.asarray(seg), (2, 1, 0))
-        back, _ = reorient(labels, affine, source)
+        back, _ = reorient(labels, p.model_affine, p.source_orientation)
         return np.ascontiguousarray(back, dtype=np.uint8)
+
+    def predict_labels(self, volume: Volume) -> np.ndarray:
+        """nnU-Net's label map (uint8) of ``volume`` on its own voxel grid (SCT's path)."""
+        return self.labels(self.infer(self.prepare(volume)))
 
     def segment_volume(
         self, volume: Volume, *, postprocessing: PostprocessOptions | None = None
     ) -> SegmentationResult:
         """Cord and lesion masks of ``volume`` (input grid), post-processed as asked."""
-        label_map = self.predict_labels(volume)
+        return self._result(self.predict_labels(volume), volume.affine, postprocessing)
+
+    def _result(
+        self, label_map: np.ndarray, affine: np.ndarray, postprocessing: PostprocessOptions | None
+    ) -> SegmentationResult:
         cord, lesion = self.folder.labels.split(label_map)
-        cord, lesion = postprocess_masks(cord, lesion, volume.voxel_size_mm, postprocessing)
+        cord, lesion = postprocess_masks(cord, lesion, voxel_sizes(affine), postprocessing)
         return SegmentationResult(label_map=label_map, cord=cord, lesion=lesion)
+
+    def prepare_file(self, image: str | os.PathLike[str], *, scan_id: str | None = None) -> PreparedImage:
+        """CPU stage of a file: read it safely and :meth:`prepare` it.
+
+        Raises
+        ------
+        NiftiError
+            The image cannot be read safely.
+        """
+        return self.prepare(load_nifti(image, scan_id=scan_id))
+
+    def write_outputs(
+        self,
+        predicted: PredictedLogits,
+        output_prefix: str | os.PathLike[str],
+        *,
+        postprocessing: PostprocessOptions | None = None,
+    ) -> SegmentationOutputs:
+        """CPU stage: label map, split, post-process; write both masks with sidecars.
+
+        Writes ``<prefix>_sc_seg.nii.gz`` and ``<prefix>_lesion_seg.nii.gz`` with the
+        input's header (atomically) and their JSON sidecars.
+        """
+        p = predicted.prepared
+        result = self._result(self.labels(predicted), p.affine, postprocessing)
+        cord_path, lesion_path = output_paths(Path(output_prefix))
+        integrity = self.load().integrity
+        sidecar = generated_by(
+            model_name=self.model_name,
+            model_checksum=integrity.checksum,
+            model_integrity=integrity.status,
+            settings=self.settings_record(postprocessing),
+            model_files=integrity.files if integrity.status != "verified" else None,
+        )
+        write_mask(cord_path, result.cord, p.header, p.affine)
+        write_mask(lesion_path, result.lesion, p.header, p.affine)
+        cord_json = write_sidecar(cord_path, _with_description(sidecar, "spinal cord mask"))
+        lesion_json = write_sidecar(lesion_path, _with_description(sidecar, "lesion mask"))
+        return SegmentationOutputs(cord_path, lesion_path, cord_json, lesion_json)
 
     def segment_file(
         self,
@@ -425,27 +605,20 @@ class SegmentationEngine:
         SegmentationError
             The model cannot be loaded or run.
         """
-        volume = load_nifti(image, scan_id=scan_id)
-        result = self.segment_volume(volume, postprocessing=postprocessing)
         prefix = Path(output_prefix) if output_prefix is not None else default_prefix(image)
-        cord_path, lesion_path = output_paths(prefix)
-        integrity = self.load().integrity
-        sidecar = generated_by(
-            model_name=self.model_name,
-            model_checksum=integrity.checksum,
-            model_integrity=integrity.status,
-            settings=self.settings_record(postprocessing),
-            model_files=integrity.files if integrity.status != "verified" else None,
-        )
-        write_mask(cord_path, result.cord, volume.header, volume.affine)
-        write_mask(lesion_path, result.lesion, volume.header, volume.affine)
-        cord_json = write_sidecar(cord_path, _with_description(sidecar, "spinal cord mask"))
-        lesion_json = write_sidecar(lesion_path, _with_description(sidecar, "lesion mask"))
-        return SegmentationOutputs(cord_path, lesion_path, cord_json, lesion_json)
+        predicted = self.infer(self.prepare_file(image, scan_id=scan_id))
+        return self.write_outputs(predicted, prefix, postprocessing=postprocessing)
+
+    # ----------------------------------------------- the batch runner's protocol
 
     def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]:
-        """The batch runner's segmenter protocol: write both masks, return their paths."""
+        """Segmenter protocol: write both masks, return their paths."""
         out = self.segment_file(image_path, out_prefix)
+        return str(out.cord), str(out.lesion)
+
+    def finish(self, predicted: PredictedLogits, out_prefix: str) -> tuple[str, str]:
+        """Staged segmenter protocol: :meth:`write_outputs`, return the mask paths."""
+        out = self.write_outputs(predicted, out_prefix)
         return str(out.cord), str(out.lesion)
 
 
