@@ -302,6 +302,13 @@ def _segmenter_spec(plugin: str, model: str | None, options: list[str] | None) -
     return SegmenterSpec.make(plugin, **opts)
 
 
+def _gpus(text: str) -> str:
+    if text == "auto" or (text.isdigit() and int(text) >= 0):
+        return text
+    msg = f"invalid value {text!r}: expected a number of GPUs (0 for CPU only) or 'auto'"
+    raise argparse.ArgumentTypeError(msg)
+
+
 def _literal(text: str) -> object:
     for conv in (int, float):
         try:
@@ -324,6 +331,8 @@ class RunCommand:
     scheduler: str | None = None
     cluster: Path | None = None
     workers: int | None = None
+    gpus: str = "auto"
+    stages: str = "auto"
     resume: bool = True
     retries: int = 2
     units: str = "mm"
@@ -340,6 +349,8 @@ class RunCommand:
             scheduler=self.scheduler,
             cluster=str(self.cluster) if self.cluster else None,
             workers=self.workers,
+            gpus=self.gpus if self.gpus == "auto" else int(self.gpus),
+            stages=self.stages,
             resume=self.resume,
             retries=self.retries,
             units=self.units,
@@ -555,9 +566,18 @@ def _parser() -> argparse.ArgumentParser:
     where = r.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="connect to a running Dask scheduler")
     where.add_argument("--cluster", type=Path, metavar="FILE", help="cluster file (see cluster/)")
-    r.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
-    r.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="redo every scan even when its result is up to date")
+    r.add_argument("--workers", type=int,
+                   help="local CPU worker processes (default: one per core left after the GPU workers)")
+    r.add_argument("--gpus", default="auto", type=_gpus, metavar="N|auto",
+                   help="local GPU workers, one per GPU (default auto: every visible NVIDIA GPU; 0: CPU only)")
+    r.add_argument("--stages", choices=("auto", "split", "fused"), default="auto",
+                   help="split each scan into prepare (CPU) / infer (GPU) / finish (CPU) tasks: auto = "
+                   "when workers have GPUs (default)")
+    resume = r.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_true", default=True,
+                        help="skip scans whose result is up to date, redo the rest (default)")
+    resume.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="redo every scan even when its result is up to date")
     r.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died (default 2)")
     r.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention of the metrics")
     r.add_argument("--no-progress", dest="progress", action="store_false")
@@ -626,7 +646,7 @@ def _command(
         return RunCommand(
             bids_dirs=ns.bids_dirs, output=ns.output, model=ns.model, segmenter=ns.segmenter,
             segmenter_options=ns.segmenter_options, participant_labels=ns.participant_labels,
-            scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, resume=ns.resume,
+            scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, gpus=ns.gpus, stages=ns.stages, resume=ns.resume,
             retries=ns.retries, units=ns.units, progress=ns.progress,
         )
     if ns.command == "validate":

@@ -4,8 +4,10 @@ Three kinds (see the documented examples in ``cluster/``):
 
 ``local``
     This machine: one worker process per GPU (each pinned with
-    ``CUDA_VISIBLE_DEVICES`` and advertising the resource ``GPU=1``) plus CPU-only
-    workers, or CPU workers only when there is no GPU.
+    ``CUDA_VISIBLE_DEVICES``, advertising the resource ``GPU=1``, with
+    ``gpu_worker_threads`` threads: one runs the model while the others prepare and
+    finish scans) plus CPU-only workers on the remaining cores, or CPU workers only
+    when there is no GPU.
 ``slurm``
     dask-jobqueue's ``SLURMCluster``: ``options`` go to it verbatim (queue, account,
     cores, memory, walltime, ``job_extra_directives`` such as ``--gres=gpu:1``,
@@ -22,6 +24,7 @@ Segmentation tasks ask for ``GPU=1`` only when the cluster's workers advertise i
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -56,6 +59,7 @@ class ClusterConfig:
     gpus: int | str = 0  # local: number of GPUs or "auto"
     cpu_workers: int | None = None  # local: CPU-only workers (default: cores - GPU workers)
     threads_per_worker: int = 1
+    gpu_worker_threads: int = 4  # local: threads of a GPU worker (one runs the model, the rest feed it)
     memory_limit: str | None = None
     gpus_per_worker: int = 0  # slurm / kubernetes
     workers: int = 1  # slurm jobs / kubernetes worker pods
@@ -69,6 +73,7 @@ class ClusterConfig:
             "gpus": self.gpus,
             "cpu_workers": self.cpu_workers,
             "threads_per_worker": self.threads_per_worker,
+            "gpu_worker_threads": self.gpu_worker_threads,
             "memory_limit": self.memory_limit,
             "gpus_per_worker": self.gpus_per_worker,
             "workers": self.workers,
@@ -119,17 +124,28 @@ def local_worker_specs(config: ClusterConfig) -> dict[str, dict[str, Any]]:
 
     n_gpu = count_gpus() if config.gpus == "auto" else int(config.gpus)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(n_gpu)]
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    ids += [str(i) for i in range(len(ids), n_gpu)]
     cores = os.cpu_count() or 1
-    n_cpu = config.cpu_workers if config.cpu_workers is not None else max(1 if n_gpu == 0 else 0, cores - n_gpu)
-    common: dict[str, Any] = {"nthreads": config.threads_per_worker, "dashboard_address": None}
+    gpu_threads = max(1, int(config.gpu_worker_threads))
+    n_cpu = (
+        config.cpu_workers
+        if config.cpu_workers is not None
+        else max(1 if n_gpu == 0 else 0, (cores - n_gpu * gpu_threads) // max(1, config.threads_per_worker))
+    )
+    common: dict[str, Any] = {
+        "nthreads": config.threads_per_worker, "dashboard_address": None, "silence_logs": logging.ERROR,
+    }
     if config.memory_limit:
         common["memory_limit"] = config.memory_limit
     specs: dict[str, dict[str, Any]] = {}
     for i in range(n_gpu):
         specs[f"gpu-{i}"] = {
             "cls": Nanny,
-            "options": {**common, "resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": ids[i]}},
+            "options": {
+                **common, "nthreads": gpu_threads, "resources": {"GPU": 1},
+                "env": {"CUDA_VISIBLE_DEVICES": ids[i]},
+            },
         }
     for i in range(n_cpu):
         specs[f"cpu-{i}"] = {"cls": Nanny, "options": {**common, "env": {"CUDA_VISIBLE_DEVICES": ""}}}
@@ -183,8 +199,8 @@ def build_cluster(config: ClusterConfig) -> Any:
     if config.kind == "local":
         return SpecCluster(
             workers=local_worker_specs(config),
-            scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
-            silence_logs=40,
+            scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+            silence_logs=logging.ERROR,
         )
     if config.kind == "slurm":
         from dask_jobqueue import SLURMCluster

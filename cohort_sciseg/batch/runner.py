@@ -1,9 +1,22 @@
 """``cohort-sciseg run``: a cohort through segmentation, morphometry and validation on Dask.
 
-The client discovers the scans, submits one task per scan with a bounded window
-of tasks in flight (memory stays flat at 10,000 scans; resource-restricted tasks
-are otherwise pre-assigned to workers), and collects small :class:`Outcome`
-records. Workers build the segmenter once per process and write masks and rows
+The client discovers the scans, submits the tasks of each scan with a bounded
+window of scans in flight (memory stays flat at 10,000 scans; resource-restricted
+tasks are otherwise pre-assigned to workers), and collects small :class:`Outcome`
+records.
+
+With GPU workers (workers advertising the ``GPU`` resource) and a staged segmenter
+(the nnU-Net engine), each scan is three tasks: *prepare* (CPU: read, reorient,
+nnU-Net preprocessing), *infer* (asks for ``GPU=1``: the network only) and
+*finish* (CPU: resampling, masks, morphometry, validation, commit). A GPU worker
+has several threads, so while one thread runs the model the others prepare the
+next scans and finish the previous ones, and the GPU does not wait for CPU work
+(the role of nnU-Net's own preprocessing and export worker processes, which Dask's
+daemon workers cannot start). Priorities run *infer* first, then *finish*, then
+*prepare*. The intermediate arrays stay on the workers (in the same process when
+one worker does all three); only paths and small records reach the client. Without
+GPUs each scan is one task (the same three stages in a row) on CPU workers. The
+time the model kept each device busy is measured and written to the run record. Workers build the segmenter once per process and write masks and rows
 themselves (:mod:`cohort_sciseg.batch.tasks`); nothing large goes through the
 scheduler. At the end the committed records are compacted into the run's tables,
 the derivative's ``dataset_description.json`` and the run record are written,
@@ -30,9 +43,17 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from cohort_sciseg._version import __version__
-from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter
+from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
-from cohort_sciseg.batch.tasks import TABLE_SCHEMAS, Outcome, TaskConfig, process_scan
+from cohort_sciseg.batch.tasks import (
+    TABLE_SCHEMAS,
+    Outcome,
+    TaskConfig,
+    finish_stage,
+    infer_stage,
+    prepare_stage,
+    process_scan,
+)
 from cohort_sciseg.discover import find_scans
 from cohort_sciseg.io import write_json, write_parquet
 from cohort_sciseg.records import (
@@ -43,7 +64,7 @@ from cohort_sciseg.records import (
     scans_to_table,
 )
 
-__all__ = ["RunOptions", "RunSummary", "run_cohort", "sweep_partial_files"]
+__all__ = ["RunOptions", "RunSummary", "device_busy", "run_cohort", "sweep_partial_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +78,9 @@ class RunOptions:
     scheduler: str | None = None
     cluster: str | None = None
     workers: int | None = None
+    gpus: int | str = "auto"
+    gpu_worker_threads: int = 4
+    stages: str = "auto"
     threads_per_worker: int = 1
     resume: bool = True
     retries: int = 2
@@ -75,6 +99,7 @@ class RunSummary:
     failures: tuple[Failure, ...]
     seconds: float
     tables: dict[str, Path]
+    device_busy: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +111,11 @@ class RunSummary:
             f"{c.get('total', 0)} scan(s): {c.get('done', 0)} done, {c.get('skipped', 0)} already done (resume), "
             f"{c.get('failed', 0)} failed, in {self.seconds:.1f} s",
         ]
+        for worker, b in self.device_busy.items():
+            lines.append(
+                f"  model busy {100 * b['fraction']:.0f}% of {b['span_s']:.1f} s on {worker} "
+                f"({b['scans']:.0f} scans, {b['busy_s']:.1f} s)"
+            )
         for f in self.failures[:20]:
             lines.append(f"  FAILED {f.scan_id}: {f.message}")
         if len(self.failures) > 20:
@@ -112,18 +142,49 @@ def _client(options: RunOptions) -> Iterator[Any]:
                 client.wait_for_workers(1, timeout=600)
             yield client
         return
+    n_gpu = _local_gpus(options.gpus)
+    if n_gpu:
+        from cohort_sciseg.batch.clusters import ClusterConfig, build_cluster
+
+        config = ClusterConfig(
+            kind="local", gpus=n_gpu, cpu_workers=options.workers, threads_per_worker=options.threads_per_worker,
+            gpu_worker_threads=options.gpu_worker_threads,
+        )
+        with build_cluster(config) as cluster, Client(cluster) as client:
+            client.wait_for_workers(len(cluster.workers), timeout=600)
+            yield client
+        return
     n = options.workers or max(1, (os.cpu_count() or 2) // max(1, options.threads_per_worker))
     with (
         LocalCluster(
             n_workers=n,
             threads_per_worker=options.threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: several runs may share a machine
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
     ):
         yield client
+
+
+def _local_gpus(gpus: int | str) -> int:
+    """GPU workers of the local cluster: ``"auto"`` counts this machine's NVIDIA GPUs."""
+    from cohort_sciseg.batch.clusters import count_gpus
+
+    if gpus == "auto":
+        return count_gpus()
+    try:
+        n = int(gpus)
+    except ValueError:
+        n = -1
+    if n < 0:
+        from cohort_sciseg.errors import BatchError, format_error
+
+        msg = format_error(f"--gpus {gpus!r} is not valid", expected="a number >= 0 or 'auto'",
+                           fix="pass --gpus auto (default), 0 for CPU workers only, or the number of GPUs")
+        raise BatchError(msg)
+    return n
 
 
 def _dataset_description(out_dir: Path, roots: Sequence[Path], describe: dict[str, Any]) -> None:
@@ -199,6 +260,9 @@ def run_cohort(
             "scheduler": opts.scheduler,
             "cluster": opts.cluster,
             "workers": opts.workers,
+            "gpus": opts.gpus,
+            "gpu_worker_threads": opts.gpu_worker_threads,
+            "stages": opts.stages,
             "resume": opts.resume,
             "retries": opts.retries,
             "units": opts.units,
@@ -228,10 +292,35 @@ def run_cohort(
     counts = Counter(o.status for o in outcomes)
     counts["total"] = len(scans)
     seconds = time.perf_counter() - t0
-    run_record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds, counts=dict(counts))
+    busy = device_busy(outcomes)
+    run_record.update(
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds, counts=dict(counts),
+        device_busy=busy,
+    )
     runs = out / "logs" / "runs"
     write_json(runs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json", run_record)
-    return RunSummary(out, dict(counts), tuple(failures), seconds, tables)
+    return RunSummary(out, dict(counts), tuple(failures), seconds, tables, busy)
+
+
+def device_busy(outcomes: Sequence[Outcome]) -> dict[str, dict[str, float]]:
+    """How busy the model kept each worker's device: ``{worker: {busy_s, span_s, fraction, scans}}``.
+
+    ``span_s`` runs from the first model start to the last model end on that
+    worker; ``fraction`` = busy / span (1.0: the device never waited for CPU work
+    between scans). Only staged runs record device intervals.
+    """
+    by_worker: dict[str, list[tuple[float, float]]] = {}
+    for o in outcomes:
+        if o.device is not None:
+            by_worker.setdefault(o.device[0], []).append((o.device[1], o.device[2]))
+    result = {}
+    for worker, spans in sorted(by_worker.items()):
+        busy = sum(b - a for a, b in spans)
+        span = max(b for _, b in spans) - min(a for a, _ in spans)
+        result[worker] = {
+            "busy_s": busy, "span_s": span, "fraction": busy / span if span > 0 else 1.0, "scans": float(len(spans)),
+        }
+    return result
 
 
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9.]+)?$")
@@ -305,29 +394,37 @@ def _schedule(
     report.parent.mkdir(parents=True, exist_ok=True)
     with _client(opts) as client, performance_report(filename=str(report)):
         workers = client.scheduler_info().get("workers", {})
-        n_workers = max(1, len(workers))
-        window = opts.window or max(4, 4 * n_workers)
+        threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
+        window = opts.window or max(4, 2 * threads)
         # ask for a GPU only where workers advertise one (else tasks would wait forever)
         gpu = any(w.get("resources", {}).get("GPU") for w in workers.values())
         resources = {"GPU": 1} if gpu else None
+        split = _split_stages(opts.stages, gpu, config)
+        logger.info("%d worker(s), %d thread(s), GPU workers: %s, %s tasks per scan, window %d",
+                    len(workers), threads, gpu, "3" if split else "1", window)
         pending = iter(scans)
         by_key: dict[str, Scan] = {}
 
         def submit(scan: Scan) -> Any:
-            fut = client.submit(
-                process_scan,
-                scan,
-                config,
-                key=f"scan-{scan.scan_id}",
-                retries=opts.retries,
-                pure=False,
-                resources=resources,
-            )
+            common = {"retries": opts.retries, "pure": False}
+            if split:
+                a = client.submit(prepare_stage, scan, config, key=f"prepare-{scan.scan_id}", priority=0, **common)
+                b = client.submit(infer_stage, a, config, key=f"infer-{scan.scan_id}", priority=2,
+                                  resources=resources, **common)
+                fut = client.submit(finish_stage, b, config, key=f"finish-{scan.scan_id}", priority=1, **common)
+            else:
+                fut = client.submit(process_scan, scan, config, key=f"scan-{scan.scan_id}", resources=resources,
+                                    **common)
             by_key[fut.key] = scan
             return fut
 
         first = [submit(s) for s in itertools.islice(pending, window)]
         progress = _Progress(len(scans), stream if opts.progress else None)
+        link = None
+        with contextlib.suppress(Exception):  # no dashboard (bokeh missing, external scheduler without one)
+            link = client.dashboard_link
+        if link and stream is not None and opts.progress:
+            stream.write(f"Dask dashboard: {link}\n")
         ac = as_completed(first)
         for fut in ac:
             scan = by_key.pop(fut.key)
@@ -343,6 +440,27 @@ def _schedule(
                 ac.add(submit(nxt))
         progress.close()
     return outcomes
+
+
+def _split_stages(stages: str, gpu: bool, config: TaskConfig) -> bool:
+    """Whether each scan runs as prepare/infer/finish tasks (see the module docstring)."""
+    from cohort_sciseg.errors import BatchError, format_error
+
+    if stages not in ("auto", "split", "fused"):
+        msg = format_error(f"stages={stages!r} is not valid", expected="'auto', 'split' or 'fused'",
+                           fix="pass --stages auto (default), split or fused")
+        raise BatchError(msg)
+    if stages == "fused":
+        return False
+    staged = is_staged(get_segmenter(config.segmenter))
+    if stages == "split" and not staged:
+        msg = format_error(
+            f"segmenter {config.segmenter.plugin!r} has no stages (prepare_file/infer/finish)",
+            expected="a staged segmenter such as 'nnunet' for --stages split",
+            fix="use --stages auto or fused with this segmenter",
+        )
+        raise BatchError(msg)
+    return staged and (gpu or stages == "split")
 
 
 def _infrastructure_failure(store: RecordStore, scan: Scan, config: TaskConfig, exc: BaseException) -> Outcome:

@@ -14,6 +14,17 @@ A segmenter implements::
 
 ``segment`` writes ``<out_prefix>_sc_seg.nii.gz`` and ``<out_prefix>_lesion_seg.nii.gz``
 (atomically) on the image's grid and returns their paths.
+
+A *staged* segmenter (the ``nnunet`` engine) also splits ``segment`` where the
+device is used, so that the runner can keep a GPU busy while CPU threads prepare
+and finish other scans::
+
+    prepare_file(image_path, scan_id=...) -> prepared   # CPU: read, reorient, preprocess
+    infer(prepared) -> predicted                        # device; has .started/.finished
+    finish(predicted, out_prefix) -> (cord_path, lesion_path)  # CPU: resample, write
+
+``prepared`` and ``predicted`` must be picklable (Dask may move them between the
+workers of one scan's stages).
 """
 
 from __future__ import annotations
@@ -23,11 +34,19 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from cohort_sciseg.errors import SegmentationError, format_error
 
-__all__ = ["ENTRY_POINT_GROUP", "Segmenter", "SegmenterSpec", "get_segmenter", "resolve_factory"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Segmenter",
+    "SegmenterSpec",
+    "StagedSegmenter",
+    "get_segmenter",
+    "is_staged",
+    "resolve_factory",
+]
 
 ENTRY_POINT_GROUP = "cohort_sciseg.segmenters"
 
@@ -45,6 +64,22 @@ class Segmenter(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class StagedSegmenter(Segmenter, Protocol):
+    """A segmenter whose work is split where the device is used."""
+
+    def prepare_file(self, image_path: str, *, scan_id: str | None = None) -> Any: ...
+
+    def infer(self, prepared: Any) -> Any: ...
+
+    def finish(self, predicted: Any, out_prefix: str) -> tuple[str, str]: ...
+
+
+def is_staged(segmenter: object) -> TypeGuard[StagedSegmenter]:
+    """Whether ``segmenter`` offers the staged protocol (:class:`StagedSegmenter`)."""
+    return isinstance(segmenter, StagedSegmenter)
 
 
 @dataclass(frozen=True, slots=True)

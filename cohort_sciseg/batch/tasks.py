@@ -14,16 +14,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 from cohort_sciseg.batch.keys import key_document, scan_key
-from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter
+from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.errors import CohortSciSegError
 from cohort_sciseg.io import check_same_geometry, load_nifti, read_header, write_json
@@ -41,7 +43,17 @@ from cohort_sciseg.records import (
 )
 from cohort_sciseg.validation import Prediction, validate_scans
 
-__all__ = ["TABLE_SCHEMAS", "Outcome", "TaskConfig", "mask_prefix", "process_scan"]
+__all__ = [
+    "TABLE_SCHEMAS",
+    "Outcome",
+    "Staged",
+    "TaskConfig",
+    "finish_stage",
+    "infer_stage",
+    "mask_prefix",
+    "prepare_stage",
+    "process_scan",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +96,8 @@ class Outcome:
     seconds: float = 0.0
     message: str = ""
     worker_pid: int = 0
+    #: ``(worker, started, finished)`` wall-clock times of the model's device work, when staged
+    device: tuple[str, float, float] | None = None
 
 
 def mask_prefix(out_dir: str | os.PathLike[str], scan: Scan) -> Path:
@@ -95,12 +109,19 @@ def mask_prefix(out_dir: str | os.PathLike[str], scan: Scan) -> Path:
 
 
 @contextlib.contextmanager
-def _scan_log(out_dir: str, scan_id: str) -> Iterator[Path]:
-    """Route this process's log records to ``OUT/logs/<scan_id>.log`` while the scan runs."""
+def _scan_log(out_dir: str, scan_id: str, *, append: bool = False) -> Iterator[Path]:
+    """Route this thread's log records to ``OUT/logs/<scan_id>.log`` while the scan's stage runs.
+
+    A worker runs stages of several scans in threads at once: the handler keeps
+    only the records of the thread that installed it. The first stage of a scan
+    starts the file afresh, later stages append.
+    """
     path = Path(out_dir) / "logs" / f"{scan_id}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ident = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == ident)
     root = logging.getLogger("cohort_sciseg")
     old_level = root.level
     root.addHandler(handler)
@@ -113,49 +134,186 @@ def _scan_log(out_dir: str, scan_id: str) -> Iterator[Path]:
         handler.close()
 
 
-
-
 def _rel(path: str | os.PathLike[str], root: str) -> str:
     return os.path.relpath(path, root)
 
 
-def process_scan(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome:
-    """Segment, measure and (with manual masks) validate one scan; commit its rows.
+#: Errors of a scan's own data: they become the scan's failure record (the batch goes on).
+_DATA_ERRORS = (CohortSciSegError, OSError, ValueError, MemoryError)
 
-    Returns ``skipped`` without work when the store already holds a ``done``
-    record under the same key (and ``config.resume``).
-    """
-    t0 = time.perf_counter()
+
+def _staged_segmenter(config: TaskConfig) -> StagedSegmenter:
+    """The worker's segmenter, which made the prepared payload (so it has stages)."""
+    return cast("StagedSegmenter", get_segmenter(config.segmenter))
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any], str, bool]:
+    """The store, key document and key of ``scan``, and whether it is already done."""
     store = RecordStore(config.out_dir)
     try:
-        doc = key_document(scan, model_checksum=config.model_checksum, settings=config.settings_dict)
+        doc = key_document(
+            scan, model_checksum=config.model_checksum, settings=config.settings_dict
+        )
     except OSError as exc:
         doc = {"scan_id": scan.scan_id, "unreadable": str(exc)}
     key = scan_key(doc)
-    if config.resume and store.is_done(scan.site, scan.scan_id, key):
+    return store, doc, key, bool(config.resume and store.is_done(scan.site, scan.scan_id, key))
+
+
+def process_scan(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome:
+    """Segment, measure and (with manual masks) validate one scan in one task; commit its rows.
+
+    Returns ``skipped`` without work when the store already holds a ``done``
+    record under the same key (and ``config.resume``). A staged segmenter runs
+    its three stages here one after the other (the same code as the split tasks).
+    """
+    staged = prepare_stage(scan, config, attempt)
+    if isinstance(staged, Outcome):
+        return staged
+    return finish_stage(infer_stage(staged, config), config)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Staged:
+    """A scan between its stage tasks (worker to worker; never sent to the client).
+
+    ``payload`` is the segmenter's prepared image, then its prediction;
+    ``seconds`` the time spent in the stages so far.
+    """
+
+    scan: Scan
+    key: str
+    doc: dict[str, Any]
+    attempt: int
+    payload: Any
+    seconds: float
+    device: tuple[str, float, float] | None = None
+
+
+def prepare_stage(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome | Staged:
+    """CPU stage: key and resume check; the segmenter reads and prepares the image.
+
+    With a segmenter that has no stages, this stage does the whole segmentation
+    (its masks are the payload) and the device stage passes it through.
+    """
+    t0 = time.perf_counter()
+    store, doc, key, done = _start(scan, config)
+    if done:
         return Outcome(scan.scan_id, scan.site, "skipped", key, worker_pid=os.getpid())
     with _scan_log(config.out_dir, scan.scan_id):
         logger.info("scan %s (key %s, attempt %d): %s", scan.scan_id, key, attempt, scan.image_path)
         try:
-            tables, seconds_segment = _work(scan, config, key, attempt, t0)
-        except CohortSciSegError as exc:
-            return _fail(store, scan, key, attempt, exc, t0)
-        except (OSError, ValueError, MemoryError) as exc:  # data problems that escaped the checks
-            return _fail(store, scan, key, attempt, exc, t0)
+            read_header(scan.image_path, scan_id=scan.scan_id)
+            segmenter = get_segmenter(config.segmenter)
+            if is_staged(segmenter):
+                payload: Any = segmenter.prepare_file(scan.image_path, scan_id=scan.scan_id)
+            else:
+                prefix = _mask_folder(config, scan)
+                ts = time.time()
+                payload = _Masks(
+                    *segmenter.segment(scan.image_path, str(prefix)), seconds=time.time() - ts
+                )
+        except _DATA_ERRORS as exc:
+            return _fail(store, scan, key, attempt, exc, time.perf_counter() - t0)
+        logger.info("prepared in %.2f s", time.perf_counter() - t0)
+    return Staged(scan, key, doc, attempt, payload, time.perf_counter() - t0)
+
+
+def infer_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome | Staged:
+    """Device stage: the model on the prepared image (the only stage that holds a GPU)."""
+    if isinstance(staged, Outcome) or isinstance(staged.payload, _Masks):
+        return staged
+    t0 = time.perf_counter()
+    scan = staged.scan
+    with _scan_log(config.out_dir, scan.scan_id, append=True):
+        try:
+            predicted = _staged_segmenter(config).infer(staged.payload)
+        except _DATA_ERRORS as exc:
+            store = RecordStore(config.out_dir)
+            return _fail(
+                store,
+                scan,
+                staged.key,
+                staged.attempt,
+                exc,
+                staged.seconds + time.perf_counter() - t0,
+            )
+        device = (_worker_id(), float(predicted.started), float(predicted.finished))
+        logger.info("model ran in %.2f s on %s", device[2] - device[1], device[0])
+    return replace(
+        staged, payload=predicted, seconds=staged.seconds + time.perf_counter() - t0, device=device
+    )
+
+
+def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
+    """CPU stage: masks written, morphometry, validation; the scan's rows committed."""
+    if isinstance(staged, Outcome):
+        return staged
+    t0 = time.perf_counter()
+    scan, key, attempt = staged.scan, staged.key, staged.attempt
+    store = RecordStore(config.out_dir)
+    with _scan_log(config.out_dir, scan.scan_id, append=True):
+        try:
+            if isinstance(staged.payload, _Masks):
+                cord_path, lesion_path = staged.payload.cord, staged.payload.lesion
+                seconds_segment = staged.payload.seconds
+            else:
+                prefix = _mask_folder(config, scan)
+                cord_path, lesion_path = _staged_segmenter(config).finish(
+                    staged.payload, str(prefix)
+                )
+                seconds_segment = (
+                    staged.device[2] - staged.device[1] if staged.device else float("nan")
+                )
+            tables, row = _measure(
+                scan, config, key, attempt, cord_path, lesion_path, seconds_segment
+            )
+        except _DATA_ERRORS as exc:
+            return _fail(store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0)
+        seconds = staged.seconds + time.perf_counter() - t0
+        row["seconds_total"] = seconds
+        tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
         store.commit(
-            scan_id=scan.scan_id, site=scan.site, key=key, status="done", tables=tables, attempt=attempt,
-            info={"key_document": doc},
+            scan_id=scan.scan_id,
+            site=scan.site,
+            key=key,
+            status="done",
+            tables=tables,
+            attempt=attempt,
+            info={"key_document": staged.doc},
         )
-        seconds = time.perf_counter() - t0
-        logger.info("done in %.2f s (segmentation %.2f s)", seconds, seconds_segment)
-        return Outcome(scan.scan_id, scan.site, "done", key, seconds, worker_pid=os.getpid())
+        logger.info("done in %.2f s (model %.2f s)", seconds, seconds_segment)
+    return Outcome(
+        scan.scan_id, scan.site, "done", key, seconds, worker_pid=os.getpid(), device=staged.device
+    )
 
 
-def _fail(store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseException, t0: float) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class _Masks:
+    """Masks written by a segmenter without stages."""
+
+    cord: str
+    lesion: str
+    seconds: float
+
+
+def _mask_folder(config: TaskConfig, scan: Scan) -> Path:
+    prefix = mask_prefix(config.out_dir, scan)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    return prefix
+
+
+def _fail(
+    store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseException, seconds: float
+) -> Outcome:
     failure = Failure.from_exception(exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt)
     logger.error("failed: %s", failure.message)
     row = _scan_row(scan, key, "failed", attempt, segmenter="", checksum="")
-    row["seconds_total"] = time.perf_counter() - t0
+    row["seconds_total"] = seconds
     store.commit(
         scan_id=scan.scan_id,
         site=scan.site,
@@ -167,10 +325,12 @@ def _fail(store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseExcep
             "failures": failures_to_table([failure]),
         },
     )
-    return Outcome(scan.scan_id, scan.site, "failed", key, time.perf_counter() - t0, failure.message, os.getpid())
+    return Outcome(scan.scan_id, scan.site, "failed", key, seconds, failure.message, os.getpid())
 
 
-def _scan_row(scan: Scan, key: str, status: str, attempt: int, *, segmenter: str, checksum: str) -> dict[str, Any]:
+def _scan_row(
+    scan: Scan, key: str, status: str, attempt: int, *, segmenter: str, checksum: str
+) -> dict[str, Any]:
     return {
         "scan_id": scan.scan_id,
         "site": scan.site,
@@ -190,21 +350,27 @@ def _scan_row(scan: Scan, key: str, status: str, attempt: int, *, segmenter: str
     }
 
 
-def _work(scan: Scan, config: TaskConfig, key: str, attempt: int, t0: float) -> tuple[dict[str, pa.Table], float]:
+def _measure(
+    scan: Scan,
+    config: TaskConfig,
+    key: str,
+    attempt: int,
+    cord_path: str,
+    lesion_path: str,
+    seconds_segment: float,
+) -> tuple[dict[str, pa.Table], dict[str, Any]]:
+    """Morphometry (and validation with manual masks) of the predicted masks: the scan's tables and row."""
     info = read_header(scan.image_path, scan_id=scan.scan_id)
     prefix = mask_prefix(config.out_dir, scan)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    segmenter = get_segmenter(config.segmenter)
-    ts = time.perf_counter()
-    cord_path, lesion_path = segmenter.segment(scan.image_path, str(prefix))
-    seconds_segment = time.perf_counter() - ts
     cord = load_nifti(cord_path, scan_id=scan.scan_id)
     lesion = load_nifti(lesion_path, scan_id=scan.scan_id)
     check_same_geometry(info, cord, what="predicted cord mask", scan_id=scan.scan_id)
     check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
     analysis = measure_lesions(cord.data, lesion.data, info.affine, scan_id=scan.scan_id)
     s = analysis.summary
-    row = _scan_row(scan, key, "done", attempt, segmenter=config.segmenter_name, checksum=config.model_checksum)
+    row = _scan_row(
+        scan, key, "done", attempt, segmenter=config.segmenter_name, checksum=config.model_checksum
+    )
     row.update(
         cord_seg_path=_rel(cord_path, config.out_dir),
         lesion_seg_path=_rel(lesion_path, config.out_dir),
@@ -219,7 +385,8 @@ def _work(scan: Scan, config: TaskConfig, key: str, attempt: int, t0: float) -> 
     )
     tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
     write_json(
-        Path(f"{prefix}_morphometry.json"), {**s.to_dict(), "key": key, "segmenter": config.segmenter_name}
+        Path(f"{prefix}_morphometry.json"),
+        {**s.to_dict(), "key": key, "segmenter": config.segmenter_name},
     )
     if scan.has_manual_masks:
         v = validate_scans(
@@ -240,6 +407,4 @@ def _work(scan: Scan, config: TaskConfig, key: str, attempt: int, t0: float) -> 
                 sel = m[(m.structure == structure) & (m.metric == "Dice")]
                 if len(sel):
                     row[f"{structure}_dice"] = float(sel.value.iloc[0])
-    row["seconds_total"] = time.perf_counter() - t0
-    tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
-    return tables, seconds_segment
+    return tables, row

@@ -219,3 +219,55 @@ def test_nnunet_plugin_runs_the_engine_in_the_workers(cohort, tmp_path):
     assert "GeneratedBy" in sidecar.read_text()
     again = run_cohort(cohort, out, RunOptions(segmenter=spec, workers=2, progress=False, validate=False))
     assert again.counts["skipped"] == summary.counts["total"]
+
+
+@pytest.mark.slow
+def test_staged_run_keeps_the_model_on_the_gpu_worker(cohort, tmp_path):
+    """prepare/infer/finish tasks: infer only where the GPU resource is, same masks as one task per scan.
+
+    No GPU here: the local cluster's "GPU" worker advertises the resource and runs
+    the model on the CPU; the scheduling is the same as with a real GPU.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from cohort_sciseg.segment.testing import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model", seed=1)
+    spec = SegmenterSpec.make("nnunet", model=str(model), device="cpu", threads=1, tile_step_size=1.0)
+    n = len(find_scans(cohort).scans)
+    staged = run_cohort(cohort, tmp_path / "staged", RunOptions(
+        segmenter=spec, gpus=1, gpu_worker_threads=2, workers=1, stages="auto", progress=False, validate=False,
+    ))
+    assert staged.ok, staged.format()
+    assert staged.counts["done"] == n
+    # every model run happened in one process: the GPU worker (the CPU worker has no GPU resource)
+    assert len(staged.device_busy) == 1
+    (busy,) = staged.device_busy.values()
+    assert busy["scans"] == n
+    assert 0 < busy["busy_s"] <= busy["span_s"] + 1e-6
+    assert "model busy" in staged.format()
+    log = next((tmp_path / "staged" / "logs").glob("*.log")).read_text()
+    for step in ("prepared in", "model ran in", "done in"):
+        assert step in log
+    fused = run_cohort(cohort, tmp_path / "fused", RunOptions(
+        segmenter=spec, gpus=0, workers=2, stages="fused", progress=False, validate=False,
+    ))
+    assert fused.ok
+    a = pd.read_parquet(tmp_path / "staged" / "tables" / "scans").sort_values("scan_id")
+    b = pd.read_parquet(tmp_path / "fused" / "tables" / "scans").sort_values("scan_id")
+    assert list(a.scan_id) == list(b.scan_id)
+    for ra, rb in zip(a.itertuples(), b.itertuples(), strict=True):
+        for col in ("cord_seg_path", "lesion_seg_path"):
+            x = np.asarray(nib.load(tmp_path / "staged" / getattr(ra, col)).dataobj)
+            y = np.asarray(nib.load(tmp_path / "fused" / getattr(rb, col)).dataobj)
+            assert np.array_equal(x, y), (ra.scan_id, col)
+
+
+def test_split_stages_need_a_staged_segmenter(cohort, tmp_path):
+    from cohort_sciseg.errors import BatchError
+
+    with pytest.raises(BatchError, match="has no stages"):
+        run_cohort(cohort, tmp_path / "run", _opts(stages="split"))
+    with pytest.raises(BatchError, match="--gpus"):
+        run_cohort(cohort, tmp_path / "run", _opts(gpus=-1))
