@@ -23,9 +23,16 @@ run/nnUNetv2_predict (> 1: ``run`` is faster). The run's device-busy fraction (t
 ran / span between first start and last end, per model worker) comes from its run record;
 with a GPU, ``nvidia-smi`` utilisation is sampled every 0.5 s during each way.
 
+``--busy``: how busy one model worker keeps its device, one task per scan (``--stages fused``:
+the device waits while the same task reads, preprocesses, resamples, writes and measures)
+against prepare/infer/finish tasks (``--stages split``: the worker's other threads feed it).
+One GPU worker (``--gpus 1``, ``gpu_worker_threads`` = ``--workers``); without a GPU the worker
+advertises the ``GPU`` resource and runs the model on the CPU (same scheduling, emulated device).
+
 Run::
 
     .venv/bin/python benchmarks/bench_run.py --out benchmarks/results/run_cpu.json
+    .venv/bin/python benchmarks/bench_run.py --busy --out benchmarks/results/busy_cpu.json
 """
 
 from __future__ import annotations
@@ -119,6 +126,24 @@ def _time_run(roots: list[Path], out: Path, args: argparse.Namespace) -> dict[st
     return {"wall_s": wall, "scans": summary.counts["done"], "device_busy": load_summary(out).get("device_busy")}
 
 
+def _busy(roots: list[Path], work: Path, args: argparse.Namespace, stages: str) -> dict[str, Any]:
+    from cohort_sciseg.batch.runner import RunOptions, run_cohort
+    from cohort_sciseg.batch.segmenters import SegmenterSpec
+
+    spec = SegmenterSpec.make(
+        "nnunet", model=args.model, device=args.device, threads=args.threads, tile_step_size=args.step
+    )
+    opts = RunOptions(segmenter=spec, gpus=1, gpu_worker_threads=args.workers, workers=0, stages=stages,
+                      progress=False, resume=False, validate=False)
+    t = time.perf_counter()
+    summary = run_cohort(roots, work / stages, opts)
+    wall = time.perf_counter() - t
+    if not summary.ok:
+        raise SystemExit(summary.format())
+    (busy,) = summary.device_busy.values()
+    return {"wall_s": wall, "scans": summary.counts["done"], **busy}
+
+
 def _time_per_process(images: list[Path], out: Path, args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ}
@@ -172,6 +197,7 @@ def main() -> None:
                    help="run's CPU workers; parallel processes of the baselines")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (CPU)")
     p.add_argument("--step", type=float, default=0.5, help="tile step size (SCT: 0.5)")
+    p.add_argument("--busy", action="store_true", help="device-busy fraction, fused vs split stages")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args()
     if args.gpus != "auto":
@@ -186,6 +212,24 @@ def main() -> None:
         cohort = synthesize_cohort(work / "cohort", sites=args.sites, subjects_per_site=args.subjects, seed=0)
         roots = [Path(r) for r in cohort.dataset_roots]
         images = _images(roots)
+        if args.busy:
+            for stages in ("fused", "split"):
+                with gpu.sampling():
+                    r = _busy(roots, work, args, stages)
+                r["gpu"] = gpu.summary()
+                results[stages] = r
+                print(f"{stages:6s} {r['scans']:.0f} scans in {r['wall_s']:.1f} s: model busy {r['busy_s']:.1f} s "
+                      f"of {r['span_s']:.1f} s = {100 * r['fraction']:.1f}%", flush=True)
+            doc = {"benchmark": "bench_run --busy", "settings": {k: str(v) for k, v in vars(args).items()},
+                   "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                   "n_images": len(images), "results": results,
+                   "ratio_busy_split_vs_fused": results["split"]["fraction"] / results["fused"]["fraction"],
+                   "ratio_throughput_split_vs_fused": results["fused"]["wall_s"] / results["split"]["wall_s"]}
+            print(json.dumps({k: v for k, v in doc.items() if k.startswith("ratio")}, indent=2))
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(doc, indent=2) + "\n")
+            return
         for name, fn in (
             ("run", lambda: _time_run(roots, work / "run", args)),
             ("per-process", lambda: _time_per_process(images, work / "per-process", args)),

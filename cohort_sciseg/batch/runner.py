@@ -217,8 +217,24 @@ def _environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "gpus": _gpu_names(),
         "versions": versions,
     }
+
+
+def _gpu_names() -> list[str]:
+    """Names of this machine's NVIDIA GPUs (``nvidia-smi -L``; none without it). No torch import."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.startswith("GPU ")]
 
 
 def run_cohort(
@@ -237,7 +253,9 @@ def run_cohort(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     roots = [Path(r) for r in bids_dirs]
+    phases: dict[str, float] = {}
     discovery = find_scans(roots, participant_labels=opts.participant_labels)
+    phases["discover_s"] = time.perf_counter() - t0
     scans = list(discovery.scans)
     describe = dict(get_segmenter(opts.segmenter).describe())
     config = TaskConfig(
@@ -272,7 +290,18 @@ def run_cohort(
         "n_scans": len(scans),
         "discovery_problems": len(discovery.problems),
     }
-    outcomes = _schedule(scans, config, opts, out, stream)
+    t = time.perf_counter()
+    cluster: dict[str, Any] = {
+        "kind": "scheduler" if opts.scheduler else "cluster-file" if opts.cluster else "local",
+        "address": opts.scheduler,
+    }
+    if opts.cluster:
+        from cohort_sciseg.batch.clusters import load_cluster_config
+
+        cluster["spec"] = load_cluster_config(opts.cluster).as_dict()
+    outcomes = _schedule(scans, config, opts, out, stream, phases, cluster)
+    phases["schedule_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     removed = sweep_partial_files(out)
     if removed:
         logger.info("removed %d partial file(s) left by killed writers", removed)
@@ -286,7 +315,10 @@ def run_cohort(
             failures_to_table(list(discovery.problems)),
         )
     write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
+    phases["compact_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     validation = _validate(out, scans, opts) if opts.validate else None
+    phases["validate_s"] = time.perf_counter() - t
     if validation is not None:
         tables["validation"] = validation
     counts = Counter(o.status for o in outcomes)
@@ -295,7 +327,7 @@ def run_cohort(
     busy = device_busy(outcomes)
     run_record.update(
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds, counts=dict(counts),
-        device_busy=busy,
+        device_busy=busy, phases=phases, cluster=cluster,
     )
     runs = out / "logs" / "runs"
     write_json(runs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json", run_record)
@@ -382,7 +414,13 @@ def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> list[Failure]:
 
 
 def _schedule(
-    scans: Sequence[Scan], config: TaskConfig, opts: RunOptions, out: Path, stream: TextIO | None
+    scans: Sequence[Scan],
+    config: TaskConfig,
+    opts: RunOptions,
+    out: Path,
+    stream: TextIO | None,
+    phases: dict[str, float],
+    cluster: dict[str, Any],
 ) -> list[Outcome]:
     if not scans:
         return []
@@ -392,8 +430,14 @@ def _schedule(
     store = RecordStore(out)
     report = out / "logs" / f"dask-performance-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     with _client(opts) as client, performance_report(filename=str(report)):
+        phases["cluster_start_s"] = time.perf_counter() - t0
         workers = client.scheduler_info().get("workers", {})
+        cluster["workers"] = [
+            {k: w.get(k) for k in ("name", "host", "nthreads", "memory_limit", "resources")}
+            for w in workers.values()
+        ]
         threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
         window = opts.window or max(4, 2 * threads)
         # ask for a GPU only where workers advertise one (else tasks would wait forever)
@@ -439,6 +483,9 @@ def _schedule(
             if nxt is not None:
                 ac.add(submit(nxt))
         progress.close()
+        phases["tasks_s"] = time.perf_counter() - t0 - phases["cluster_start_s"]
+        t1 = time.perf_counter()
+    phases["cluster_stop_and_report_s"] = time.perf_counter() - t1
     return outcomes
 
 

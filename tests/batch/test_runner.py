@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cohort_sciseg.batch.runner import RunOptions, run_cohort
+from cohort_sciseg.batch.runner import RunOptions, load_summary, run_cohort
 from cohort_sciseg.batch.segmenters import SegmenterSpec
 from cohort_sciseg.discover import find_scans
 from cohort_sciseg.synth import synthesize_cohort
@@ -46,6 +46,14 @@ def test_every_scan_once_and_resume_skips(cohort, tmp_path):
     assert s2.counts["skipped"] == n
     assert s2.counts.get("done", 0) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / "lesions"), lesions1)
+    record = load_summary(out)  # the second run's record: effective configuration and environment
+    assert record["counts"]["skipped"] == n
+    assert len(record["cluster"]["workers"]) == 2
+    assert all(w["nthreads"] == 1 for w in record["cluster"]["workers"])
+    assert record["options"]["segmenter"]["plugin"] == "copy-manual"
+    assert {"discover_s", "cluster_start_s", "tasks_s", "compact_s"} <= set(record["phases"])
+    assert isinstance(record["environment"]["gpus"], list)
+    assert "pyarrow" in record["environment"]["versions"]
     desc = (out / "dataset_description.json").read_text()
     assert '"DatasetType": "derivative"' in desc
     assert len(list((out / "logs").glob("*.log"))) == n
