@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,11 +166,24 @@ class RecordStore:
                 if c is not None:
                     yield c
 
+    def _read_many(self, commits: list[Commit], table: str) -> list[pa.Table | None]:
+        """:meth:`read` of many records, in order, on a thread pool (Parquet reads release the GIL).
+
+        A run of 10,000 scans compacts ~60,000 small files; one at a time the
+        file-system round trips dominate.
+        """
+        if len(commits) < 32:
+            return [self.read(c, table) for c in commits]
+        with ThreadPoolExecutor(max_workers=min(16, 4 * (os.cpu_count() or 1))) as pool:
+            return list(pool.map(lambda c: self.read(c, table), commits, chunksize=64))
+
     def read(self, commit: Commit, table: str) -> pa.Table | None:
         """The rows of ``table`` in a committed record (``None`` when it has none)."""
         if table not in commit.tables:
             return None
-        return pq.read_table(self._scan_dir(commit.site, commit.scan_id) / commit.key / f"{table}.parquet")
+        # ParquetFile.read: ~15x less overhead per small file than read_table (no dataset discovery)
+        with pq.ParquetFile(self._scan_dir(commit.site, commit.scan_id) / commit.key / f"{table}.parquet") as f:
+            return f.read(use_threads=False)
 
     # ---------------------------------------------------------------- compaction
 
@@ -223,7 +237,7 @@ class RecordStore:
             for site, commits in by_site.items():
                 if wanted is not None and site not in wanted:
                     continue
-                parts = [t for c in commits if (t := self.read(c, name)) is not None and t.num_rows]
+                parts = [t for t in self._read_many(commits, name) if t is not None and t.num_rows]
                 target = folder / f"{_PARTITION}{site}" / _PART_FILE
                 if parts:
                     table = pa.concat_tables([_conform(t, file_schema) for t in parts])
