@@ -306,14 +306,10 @@ def run_cohort(
     if removed:
         logger.info("removed %d partial file(s) left by killed writers", removed)
     store = RecordStore(out)
-    tables = store.compact(TABLE_SCHEMAS)
-    failures = [f for f in discovery.problems]
-    failures += _failures_of(store, scans)
-    if discovery.problems:
-        write_parquet(
-            out / "tables" / "discovery_problems.parquet",
-            failures_to_table(list(discovery.problems)),
-        )
+    # discovery problems (unreadable files, broken tables) join the failures table: one place to look
+    problems = {"failures": failures_to_table(list(discovery.problems))} if discovery.problems else None
+    tables = store.compact(TABLE_SCHEMAS, extra=problems)
+    failures = [*discovery.problems, *_failures_of(store, scans)]
     write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
     phases["compact_s"] = time.perf_counter() - t
     t = time.perf_counter()

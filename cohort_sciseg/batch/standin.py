@@ -18,7 +18,13 @@ import numpy as np
 from scipy import ndimage
 
 from cohort_sciseg.discover import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
-from cohort_sciseg.io import NIFTI_EXTENSIONS, load_nifti, nifti_stem, save_nifti
+from cohort_sciseg.io import (
+    NIFTI_EXTENSIONS,
+    check_same_geometry,
+    load_nifti,
+    nifti_stem,
+    save_nifti,
+)
 
 __all__ = ["CopyManualSegmenter"]
 
@@ -68,9 +74,13 @@ class CopyManualSegmenter:
         cord = np.zeros(shape, np.uint8)
         lesion = np.zeros(shape, np.uint8)
         if (p := _manual(image, DEFAULT_CORD_SUFFIXES)) is not None:
-            cord = (load_nifti(p).data > 0.5).astype(np.uint8)
+            m = load_nifti(p)
+            check_same_geometry(info, m, what="manual cord mask (the stand-in's prediction)")
+            cord = (m.data > 0.5).astype(np.uint8)
         if (p := _manual(image, DEFAULT_LESION_SUFFIXES)) is not None:
-            les = load_nifti(p).data > 0.5
+            m = load_nifti(p)
+            check_same_geometry(info, m, what="manual lesion mask (the stand-in's prediction)")
+            les = m.data > 0.5
             if self.dilate_lesions and les.any():
                 les = ndimage.binary_dilation(les, iterations=self.dilate_lesions) & (cord > 0)
             lesion = les.astype(np.uint8)

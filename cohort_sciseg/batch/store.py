@@ -193,6 +193,7 @@ class RecordStore:
         *,
         tables_dir: str | os.PathLike[str] | None = None,
         only: Iterable[str] | None = None,
+        extra: Mapping[str, pa.Table] | None = None,
     ) -> dict[str, Path]:
         """Write ``tables/<name>/site=<site>/part-0.parquet`` from the committed records.
 
@@ -206,6 +207,10 @@ class RecordStore:
         only
             Rewrite only these sites; partitions of other sites are kept as they
             are, except those of sites that no longer have any committed record.
+        extra
+            Rows that are not records of a scan, per table, with a ``site``
+            column (null: ``unknown``): the run's discovery problems go into
+            ``failures`` this way. They are part of this compaction only.
 
         Returns
         -------
@@ -230,6 +235,10 @@ class RecordStore:
         by_site: dict[str, list[Commit]] = {}
         for c in self.commits():
             by_site.setdefault(c.site, []).append(c)
+        extras = {name: _split_by_site(t) for name, t in (extra or {}).items()}
+        for per_site in extras.values():
+            for site in per_site:
+                by_site.setdefault(site, [])
         result = {}
         for name, schema in schemas.items():
             file_schema = _without_site(schema)
@@ -238,6 +247,8 @@ class RecordStore:
                 if wanted is not None and site not in wanted:
                     continue
                 parts = [t for t in self._read_many(commits, name) if t is not None and t.num_rows]
+                if (more := extras.get(name, {}).get(site)) is not None:
+                    parts.append(more)
                 target = folder / f"{_PARTITION}{site}" / _PART_FILE
                 if parts:
                     table = pa.concat_tables([_conform(t, file_schema) for t in parts])
@@ -257,6 +268,18 @@ class RecordStore:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         return result
+
+
+def _split_by_site(table: pa.Table) -> dict[str, pa.Table]:
+    """Rows of ``table`` per value of its ``site`` column (null: ``unknown``), without that column."""
+    if "site" not in table.column_names:
+        return {"unknown": table} if table.num_rows else {}
+    sites = [s if s else "unknown" for s in table.column("site").to_pylist()]
+    rest = table.drop_columns(["site"])
+    out = {}
+    for site in sorted(set(sites)):
+        out[site] = rest.filter(pa.array([s == site for s in sites]))
+    return out
 
 
 def _remove_partition(part_dir: Path) -> None:

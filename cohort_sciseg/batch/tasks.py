@@ -12,6 +12,7 @@ escape, for Dask to retry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -27,7 +28,7 @@ import pyarrow as pa
 from cohort_sciseg.batch.keys import key_document, scan_key
 from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
-from cohort_sciseg.errors import CohortSciSegError
+from cohort_sciseg.errors import CohortSciSegError, format_error
 from cohort_sciseg.io import check_same_geometry, load_nifti, read_header, write_json
 from cohort_sciseg.morphometry import measure_lesions
 from cohort_sciseg.records import (
@@ -311,7 +312,17 @@ def _fail(
     store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseException, seconds: float
 ) -> Outcome:
     failure = Failure.from_exception(exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt)
-    logger.error("failed: %s", failure.message)
+    if not isinstance(exc, CohortSciSegError):  # not one of ours: still say where to look and what to do
+        message = format_error(
+            f"unexpected {type(exc).__name__} while processing this scan: {exc}",
+            scan_id=scan.scan_id,
+            path=scan.image_path,
+            expected="an image and masks the pipeline can process",
+            fix=f"read logs/{scan.scan_id}.log (traceback) and check the image and its masks, then re-run with "
+            "--resume; if the files look fine, report the log",
+        )
+        failure = dataclasses.replace(failure, message=message)
+    logger.error("failed: %s", failure.message, exc_info=not isinstance(exc, CohortSciSegError))
     row = _scan_row(scan, key, "failed", attempt, segmenter="", checksum="")
     row["seconds_total"] = seconds
     store.commit(

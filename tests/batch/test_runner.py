@@ -279,3 +279,76 @@ def test_split_stages_need_a_staged_segmenter(cohort, tmp_path):
         run_cohort(cohort, tmp_path / "run", _opts(stages="split"))
     with pytest.raises(BatchError, match="--gpus"):
         run_cohort(cohort, tmp_path / "run", _opts(gpus=-1))
+
+
+def test_a_corpus_of_bad_scans_gives_one_failure_each(tmp_path):
+    """Bad files mixed into a good cohort: one clear record per bad scan, every good scan done."""
+    import nibabel as nib
+    import numpy as np
+
+    cohort = synthesize_cohort(tmp_path / "cohort", sites=3, subjects_per_site=3, seed=11)
+    roots = [Path(r) for r in cohort.dataset_roots]
+    images = sorted(p for r in roots for p in r.glob("sub-*/**/anat/*_T2w.nii.gz"))
+    assert len(images) >= 8
+    bad: dict[str, str] = {}  # image stem -> what the record must say
+
+    def stem(p: Path) -> str:
+        return p.name.removesuffix(".nii.gz")
+
+    data = images[0].read_bytes()
+    images[0].write_bytes(data[: len(data) // 3])
+    bad[stem(images[0])] = "truncated"
+    images[1].write_bytes(b"")
+    bad[stem(images[1])] = "empty"
+    images[2].write_bytes(b"this is not a NIfTI file, it is a note someone saved with the wrong name\n" * 10)
+    bad[stem(images[2])] = "NIfTI"
+    img = nib.load(images[3])
+    vol = np.asarray(img.dataobj, dtype=np.float32)
+    nib.save(nib.Nifti1Image(np.stack([vol] * 3, axis=-1), img.affine), images[3])
+    bad[stem(images[3])] = "4D"
+    img = nib.load(images[4])
+    vol = np.asarray(img.dataobj, dtype=np.float32)
+    vol[0, 0, 0] = np.nan
+    nan_img = nib.Nifti1Image(vol, img.affine, img.header)
+    nan_img.set_data_dtype(np.float32)
+    nib.save(nan_img, images[4])
+    bad[stem(images[4])] = "NaN"
+    # a manual cord mask on another grid (the stand-in predicts the manual masks: it refuses it)
+    mask = next(images[5].parents[3].glob(f"derivatives/labels/**/{stem(images[5])}_seg-manual.nii.gz"), None)
+    if mask is None:  # images[5] sits in a session folder: one level deeper
+        mask = next(images[5].parents[4].glob(f"derivatives/labels/**/{stem(images[5])}_seg-manual.nii.gz"))
+    m = nib.load(mask)
+    nib.save(nib.Nifti1Image(np.asarray(m.dataobj)[:-2], m.affine, m.header), mask)
+
+    out = tmp_path / "run"
+    summary = run_cohort(roots, out, _opts())
+    assert not summary.ok
+    failures = pd.read_parquet(out / "tables" / "failures")
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert sorted(scans.scan_id) == sorted(set(scans.scan_id))
+    for image_stem, words in bad.items():
+        rows = failures[failures.scan_id.str.endswith(image_stem)]
+        assert len(rows) == 1, (image_stem, failures.scan_id.tolist())
+        message = rows.message.iloc[0]
+        assert words.lower() in message.lower(), message
+        assert "Fix:" in message, message
+        mine = scans[scans.scan_id.str.endswith(image_stem)]
+        # files whose header cannot be read are refused by discovery (stage "discover", no scans row);
+        # the others fail in their task (a "failed" row)
+        if rows.stage.iloc[0] == "discover":
+            assert mine.empty
+        else:
+            assert list(mine.status) == ["failed"]
+    # every image is accounted for exactly once
+    accounted = set(scans.scan_id) | set(failures[failures.stage == "discover"].scan_id)
+    assert len(accounted) == len(images)
+    mismatched = failures[failures.scan_id.str.endswith(stem(images[5]))]
+    assert len(mismatched) == 1
+    assert "grid" in mismatched.message.iloc[0]
+    assert "Fix:" in mismatched.message.iloc[0]
+    good = scans[~scans.scan_id.isin(failures.scan_id)]
+    assert len(good) == len(images) - len(bad) - 1
+    assert set(good.status) == {"done"}
+    assert good.cord_dice.eq(1.0).all()
+    assert summary.counts.get("failed", 0) + (failures.stage == "discover").sum() == len(bad) + 1
+    assert len(summary.failures) == len(bad) + 1

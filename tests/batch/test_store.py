@@ -282,3 +282,17 @@ def test_other_files_in_a_table_folder_are_kept(tmp_path):
     assert note.read_text() == "kept"
     assert extra.read_text() == "kept"
     assert not (tmp_path / "tables/failures/site=a/part-0.parquet").exists()
+
+
+def test_extra_rows_join_their_site_partition_for_this_compaction_only(tmp_path):
+    store = RecordStore(tmp_path)
+    store.commit(scan_id="s1", site="a", key="k", status="done", tables={"lesions": _rows("s1", 2)})
+    extra = pa.table({"scan_id": ["bad1", "dataset:x"], "site": ["a", None], "lesion_id": [0, 0], "v": [0.0, 0.0]},
+                     schema=SCHEMA)
+    result = store.compact({"lesions": SCHEMA}, extra={"lesions": extra})
+    got = pd.read_parquet(result["lesions"]).astype({"site": str})
+    assert sorted(zip(got.site, got.scan_id)) == [("a", "bad1"), ("a", "s1"), ("a", "s1"), ("unknown", "dataset:x")]
+    store.compact({"lesions": SCHEMA})  # the next compaction without them: gone, and so is the empty partition
+    got = pd.read_parquet(tmp_path / "tables" / "lesions").astype({"site": str})
+    assert sorted(got.scan_id) == ["s1", "s1"]
+    assert not (tmp_path / "tables" / "lesions" / "site=unknown").exists()
