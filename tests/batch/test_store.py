@@ -291,7 +291,7 @@ def test_extra_rows_join_their_site_partition_for_this_compaction_only(tmp_path)
                      schema=SCHEMA)
     result = store.compact({"lesions": SCHEMA}, extra={"lesions": extra})
     got = pd.read_parquet(result["lesions"]).astype({"site": str})
-    assert sorted(zip(got.site, got.scan_id)) == [("a", "bad1"), ("a", "s1"), ("a", "s1"), ("unknown", "dataset:x")]
+    assert sorted(zip(got.site, got.scan_id, strict=True)) == [("a", "bad1"), ("a", "s1"), ("a", "s1"), ("unknown", "dataset:x")]
     store.compact({"lesions": SCHEMA})  # the next compaction without them: gone, and so is the empty partition
     got = pd.read_parquet(tmp_path / "tables" / "lesions").astype({"site": str})
     assert sorted(got.scan_id) == ["s1", "s1"]
