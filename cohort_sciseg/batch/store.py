@@ -31,6 +31,7 @@ No Dask here: workers and the client call these functions directly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -236,15 +237,38 @@ class RecordStore:
         for c in self.commits():
             by_site.setdefault(c.site, []).append(c)
         extras = {name: _split_by_site(t) for name, t in (extra or {}).items()}
+        written: dict[str, list[str]] = {}
         for per_site in extras.values():
             for site in per_site:
                 by_site.setdefault(site, [])
+        # Sites whose committed records (and extra rows) are those of the last compaction, with
+        # their files in place, are not rewritten: a resumed run that skips most scans compacts
+        # only what changed.
+        state_file = self.root.parent / _STATE
+        old_state = _load_state(state_file, schemas, out)
+        fingerprints = {
+            site: _fingerprint(commits, {n: per_site.get(site) for n, per_site in extras.items()})
+            for site, commits in by_site.items()
+        }
+        new_state: dict[str, dict[str, Any]] = {}
+        for site in by_site:
+            before = old_state.get(site)
+            if before is None:
+                continue
+            kept = wanted is not None and site not in wanted
+            same = before.get("fingerprint") == fingerprints[site] and all(
+                (out / n / f"{_PARTITION}{site}" / _PART_FILE).is_file() for n in before.get("files", [])
+            )
+            if kept or same:
+                new_state[site] = before
         result = {}
         for name, schema in schemas.items():
             file_schema = _without_site(schema)
             folder = out / name
             for site, commits in by_site.items():
                 if wanted is not None and site not in wanted:
+                    continue
+                if site in new_state:  # unchanged since the last compaction
                     continue
                 parts = [t for t in self._read_many(commits, name) if t is not None and t.num_rows]
                 if (more := extras.get(name, {}).get(site)) is not None:
@@ -253,6 +277,7 @@ class RecordStore:
                 if parts:
                     table = pa.concat_tables([_conform(t, file_schema) for t in parts])
                     write_parquet(target, table)
+                    written.setdefault(site, []).append(name)
                 else:
                     _remove_partition(target.parent)
             if not folder.is_dir():
@@ -267,7 +292,53 @@ class RecordStore:
                 # Empty once its partitions are gone; a folder holding anything else stays.
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+        for site, names in written.items():
+            new_state[site] = {"fingerprint": fingerprints[site], "files": names}
+        for site in by_site:
+            if site not in new_state and (wanted is None or site in wanted):
+                new_state[site] = {"fingerprint": fingerprints[site], "files": []}
+        if by_site:
+            write_json(
+                state_file, {"tables_dir": str(out.resolve()), "schemas": _schemas_digest(schemas), "sites": new_state}
+            )
         return result
+
+
+_STATE = "compaction.json"  # next to records/
+
+
+def _schemas_digest(schemas: Mapping[str, pa.Schema]) -> str:
+    text = json.dumps({name: str(schema) for name, schema in sorted(schemas.items())})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_state(path: Path, schemas: Mapping[str, pa.Schema], out: Path) -> dict[str, dict[str, Any]]:
+    """Per-site state of the last compaction (empty when absent, unreadable, or for other schemas or tables)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if (
+        not isinstance(state, dict)
+        or state.get("schemas") != _schemas_digest(schemas)
+        or state.get("tables_dir") != str(out.resolve())
+    ):
+        return {}
+    sites = state.get("sites")
+    return sites if isinstance(sites, dict) else {}
+
+
+def _fingerprint(commits: list[Commit], extra: Mapping[str, pa.Table | None]) -> str:
+    """Digest of a site's committed records (scan, key, status, row counts) and extra rows."""
+    h = hashlib.sha256()
+    for c in commits:
+        h.update(json.dumps([c.scan_id, c.key, c.status, sorted(c.tables.items())]).encode())
+    for name in sorted(extra):
+        t = extra[name]
+        if t is not None and t.num_rows:
+            h.update(name.encode())
+            h.update(json.dumps(t.to_pylist(), default=str, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def _split_by_site(table: pa.Table) -> dict[str, pa.Table]:

@@ -296,3 +296,25 @@ def test_extra_rows_join_their_site_partition_for_this_compaction_only(tmp_path)
     got = pd.read_parquet(tmp_path / "tables" / "lesions").astype({"site": str})
     assert sorted(got.scan_id) == ["s1", "s1"]
     assert not (tmp_path / "tables" / "lesions" / "site=unknown").exists()
+
+
+def test_compaction_rewrites_only_the_sites_whose_records_changed(tmp_path):
+    store = RecordStore(tmp_path)
+    for site in ("a", "b"):
+        store.commit(scan_id=f"{site}1", site=site, key="k", status="done", tables={"lesions": _rows(f"{site}1", 2)})
+    store.compact({"lesions": SCHEMA})
+    part = {site: tmp_path / "tables" / "lesions" / f"site={site}" / "part-0.parquet" for site in ("a", "b")}
+    stamp = {site: p.stat().st_mtime_ns for site, p in part.items()}
+    store.compact({"lesions": SCHEMA})  # nothing changed: nothing rewritten
+    assert {site: p.stat().st_mtime_ns for site, p in part.items()} == stamp
+    store.commit(scan_id="b2", site="b", key="k", status="done", tables={"lesions": _rows("b2", 1)})
+    store.compact({"lesions": SCHEMA})
+    assert part["a"].stat().st_mtime_ns == stamp["a"]
+    assert part["b"].stat().st_mtime_ns != stamp["b"]
+    got = pd.read_parquet(tmp_path / "tables" / "lesions").astype({"site": str})
+    assert sorted(got.scan_id) == ["a1", "a1", "b1", "b1", "b2"]
+    part["a"].unlink()  # a partition lost since: rewritten from the records
+    store.compact({"lesions": SCHEMA})
+    assert part["a"].is_file()
+    other = store.compact({"lesions": SCHEMA}, tables_dir=tmp_path / "elsewhere")  # another target: full
+    assert sorted(pd.read_parquet(other["lesions"]).scan_id) == ["a1", "a1", "b1", "b1", "b2"]
