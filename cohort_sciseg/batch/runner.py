@@ -53,6 +53,7 @@ from cohort_sciseg.batch.tasks import (
     infer_stage,
     prepare_stage,
     process_scan,
+    record_failure,
 )
 from cohort_sciseg.discover import find_scans
 from cohort_sciseg.io import write_json, write_parquet
@@ -128,6 +129,16 @@ class RunSummary:
 
 @contextlib.contextmanager
 def _client(options: RunOptions) -> Iterator[Any]:
+    """A client on the asked cluster; clusters started here let a task's worker die ``retries`` times."""
+    import dask
+
+    # a task whose worker dies (killed, out of memory) is re-run on another worker until
+    # more than allowed-failures workers died with it; then it becomes a failure record
+    with dask.config.set({"distributed.scheduler.allowed-failures": max(0, options.retries)}):
+        yield from _client_of(options)
+
+
+def _client_of(options: RunOptions) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if options.scheduler:
@@ -520,16 +531,9 @@ def _infrastructure_failure(store: RecordStore, scan: Scan, config: TaskConfig, 
         fix="give workers more memory (--workers fewer, or a larger node), then re-run with --resume",
     )
     err = BatchError(msg, scan_id=scan.scan_id, path=scan.image_path)
-    failure = Failure.from_exception(err, scan_id=scan.scan_id, site=scan.site, stage="batch")
     key = current.key if current is not None else "infrastructure"
-    store.commit(
-        scan_id=scan.scan_id,
-        site=scan.site,
-        key=key,
-        status="failed",
-        tables={"failures": failures_to_table([failure])},
-    )
-    return Outcome(scan.scan_id, scan.site, "failed", key, message=msg)
+    attempt = current.attempt if current is not None else 1
+    return record_failure(store, scan, key, attempt, err, 0.0, stage="batch")
 
 
 class _Progress:

@@ -10,6 +10,8 @@ own overhead.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -54,11 +56,16 @@ class CopyManualSegmenter:
         Binary dilation iterations applied to the lesion mask (0: exact copy).
     delay_s
         Extra sleep per scan, to emulate a slower model in tests.
+    kill_on
+        Fault injection for tests: when the image file name contains this text, the
+        process kills itself (SIGKILL), as a worker killed by the kernel's OOM killer
+        would die. Empty (the default): never.
     """
 
-    def __init__(self, dilate_lesions: int = 0, delay_s: float = 0.0) -> None:
+    def __init__(self, dilate_lesions: int = 0, delay_s: float = 0.0, kill_on: str = "") -> None:
         self.dilate_lesions = int(dilate_lesions)
         self.delay_s = float(delay_s)
+        self.kill_on = str(kill_on)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -69,6 +76,8 @@ class CopyManualSegmenter:
 
     def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]:
         image = Path(image_path)
+        if self.kill_on and self.kill_on in image.name:
+            os.kill(os.getpid(), signal.SIGKILL)
         info = load_nifti(image)  # read the voxels as a real model would (and fail as it would)
         shape = tuple(info.shape[:3])
         cord = np.zeros(shape, np.uint8)

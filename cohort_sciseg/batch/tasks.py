@@ -219,7 +219,7 @@ def prepare_stage(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome |
                     *segmenter.segment(scan.image_path, str(prefix)), seconds=time.time() - ts
                 )
         except _DATA_ERRORS as exc:
-            return _fail(store, scan, key, attempt, exc, time.perf_counter() - t0)
+            return record_failure(store, scan, key, attempt, exc, time.perf_counter() - t0)
         logger.info("prepared in %.2f s", time.perf_counter() - t0)
     return Staged(scan, key, doc, attempt, payload, time.perf_counter() - t0)
 
@@ -235,7 +235,7 @@ def infer_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome | Stage
             predicted = _staged_segmenter(config).infer(staged.payload)
         except _DATA_ERRORS as exc:
             store = RecordStore(config.out_dir)
-            return _fail(
+            return record_failure(
                 store,
                 scan,
                 staged.key,
@@ -274,7 +274,7 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                 scan, config, key, attempt, cord_path, lesion_path, seconds_segment
             )
         except _DATA_ERRORS as exc:
-            return _fail(store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0)
+            return record_failure(store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0)
         seconds = staged.seconds + time.perf_counter() - t0
         row["seconds_total"] = seconds
         tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
@@ -308,10 +308,17 @@ def _mask_folder(config: TaskConfig, scan: Scan) -> Path:
     return prefix
 
 
-def _fail(
-    store: RecordStore, scan: Scan, key: str, attempt: int, exc: BaseException, seconds: float
+def record_failure(
+    store: RecordStore,
+    scan: Scan,
+    key: str,
+    attempt: int,
+    exc: BaseException,
+    seconds: float,
+    stage: str | None = None,
 ) -> Outcome:
-    failure = Failure.from_exception(exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt)
+    """Commit a failed scan: its ``scans`` row (status failed) and its ``failures`` record."""
+    failure = Failure.from_exception(exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt, stage=stage)
     if not isinstance(exc, CohortSciSegError):  # not one of ours: still say where to look and what to do
         message = format_error(
             f"unexpected {type(exc).__name__} while processing this scan: {exc}",

@@ -149,6 +149,28 @@ def test_workers_killed_at_random_moments_leave_every_scan_once(cohort, tmp_path
 
 
 @pytest.mark.slow
+def test_a_scan_that_kills_its_worker_becomes_a_failure_after_the_retries(cohort, tmp_path):
+    """A scan whose every attempt kills the worker (an OOM kill): a failure record and a
+    ``failed`` scans row after ``retries + 1`` deaths; the other scans finish."""
+    scans_all = find_scans(cohort).scans
+    victim = scans_all[0]
+    crash = SegmenterSpec.make("copy-manual", dilate_lesions=1, kill_on=Path(victim.image_path).name)
+    out = tmp_path / "run"
+    summary = run_cohort(cohort, out, RunOptions(segmenter=crash, workers=2, progress=False, retries=1))
+    assert not summary.ok
+    assert summary.counts["failed"] == 1
+    assert summary.counts["done"] == len(scans_all) - 1
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert len(scans) == len(scans_all)  # the failed scan has its row too
+    assert scans.set_index("scan_id").loc[victim.scan_id, "status"] == "failed"
+    failures = pd.read_parquet(out / "tables" / "failures")
+    row = failures.set_index("scan_id").loc[victim.scan_id]
+    assert "did not finish" in row.message and "KilledWorker" in row.message
+    assert "--resume" in row.message  # the fix
+    assert row.stage == "batch"
+
+
+@pytest.mark.slow
 def test_external_scheduler_and_worker_processes(cohort, tmp_path):
     """A real `dask scheduler` + `dask worker` pair on loopback, reached through `scheduler=`."""
     import json
