@@ -30,6 +30,8 @@ __all__ = [
     "DemoCommand",
     "DiscoverCommand",
     "MetricsCommand",
+    "RatingsPrepareCommand",
+    "RatingsWorklistCommand",
     "RunCommand",
     "SynthCommand",
     "ValidateCommand",
@@ -337,12 +339,20 @@ class RunCommand:
     retries: int = 2
     units: str = "mm"
     progress: bool = True
+    exclude_ratings: Path | None = None
+    report: bool = True
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
         from cohort_sciseg.batch.runner import RunOptions, run_cohort
 
         spec = _segmenter_spec(self.segmenter, self.model, self.segmenter_options)
+        exclude: tuple[str, ...] = ()
+        if self.exclude_ratings is not None:
+            from cohort_sciseg.report.ratings import excluded_scans
+
+            exclude = tuple(sorted(excluded_scans(self.exclude_ratings)))
+            out.write(f"{len(exclude)} scan(s) rated fail or artifact in {self.exclude_ratings}: left out of this run\n")
         options = RunOptions(
             segmenter=spec,  # type: ignore[arg-type]
             participant_labels=tuple(self.participant_labels) if self.participant_labels else None,
@@ -355,10 +365,117 @@ class RunCommand:
             retries=self.retries,
             units=self.units,
             progress=self.progress,
+            exclude_scans=exclude,
+            report=self.report,
         )
         summary = run_cohort(self.bids_dirs, self.output, options, stream=sys.stderr if self.progress else None)
         out.write(summary.format() + "\n")
         return EXIT_OK if summary.ok else EXIT_PROBLEMS
+
+
+def _ratings_to_fix(include_artifact: bool) -> tuple[str, ...]:
+    return ("fail", "artifact") if include_artifact else ("fail",)
+
+
+@dataclass
+class RatingsWorklistCommand:
+    """``cohort-sciseg ratings worklist RATINGS OUT_DIR [-o worklist.csv] [--include-artifact]``.
+
+    The scans rated fail (and artifact) in the ratings exported from the QC report,
+    with their image, predicted masks and the manual-mask paths where corrections
+    go, as CSV (see :func:`cohort_sciseg.report.ratings.worklist`).
+    """
+
+    ratings: Path
+    out_dir: Path
+    output: Path | None = None
+    include_artifact: bool = False
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        from cohort_sciseg.io import atomic_write_text
+        from cohort_sciseg.report.ratings import worklist
+
+        fix = _ratings_to_fix(self.include_artifact)
+        todo = worklist(self.ratings, self.out_dir, ratings_to_fix=fix)  # type: ignore[arg-type]
+        text = todo.to_csv(index=False)
+        if self.output is None:
+            out.write(text)
+            return EXIT_OK
+        atomic_write_text(self.output, text)
+        out.write(f"{len(todo)} scan(s) rated {' or '.join(fix)} to correct; worklist: {self.output}\n")
+        return EXIT_OK
+
+
+@dataclass
+class ReportCommand:
+    """``cohort-sciseg report OUT_DIR``: build or update the run's HTML QC report.
+
+    Makes the pages of done scans that have none (or a stale one) and rewrites the
+    index, failures and cohort pages; current scan pages are left untouched.
+    """
+
+    out_dir: Path
+    threads: int | None = None
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        from cohort_sciseg.report import build_report
+
+        built = build_report(self.out_dir, threads=self.threads)
+        out.write(
+            f"QC report of {built.n_scans} scan(s) ({built.n_failures} failure(s)) in {built.seconds:.1f} s: "
+            f"{built.pages_written} scan page(s) made, {built.pages_current} already current\n"
+        )
+        for err in built.page_errors:
+            out.write(f"  page not made: {err}\n")
+        out.write(f"open in a browser: {built.path.resolve().as_uri()}\n")
+        return EXIT_OK if not built.page_errors else EXIT_PROBLEMS
+
+
+@dataclass
+class RatingsPrepareCommand:
+    """``cohort-sciseg ratings prepare RATINGS OUT_DIR [--overwrite] [--include-artifact]``.
+
+    Copies the predicted masks of the scans rated fail to their manual-mask paths in
+    each dataset's ``derivatives/labels`` (never over an existing manual mask unless
+    ``--overwrite``), as starting points for the corrections; prints where they went
+    and what to do next (see :func:`cohort_sciseg.report.ratings.prepare_corrections`).
+    """
+
+    ratings: Path
+    out_dir: Path
+    overwrite: bool = False
+    include_artifact: bool = False
+
+    def run(self, out: TextIO | None = None) -> int:
+        out = out or sys.stdout
+        from cohort_sciseg.report.ratings import prepare_corrections, worklist
+
+        fix = _ratings_to_fix(self.include_artifact)
+        todo = worklist(self.ratings, self.out_dir, ratings_to_fix=fix)  # type: ignore[arg-type]
+        if todo.empty:
+            out.write(f"no scan rated {' or '.join(fix)} in {self.ratings}: nothing to correct\n")
+            return EXIT_OK
+        written = set(prepare_corrections(todo, overwrite=self.overwrite))
+        for r in todo.to_dict("records"):
+            comment = " ".join(str(r["comment"] or "").split())
+            out.write(f"{r['scan_id']} ({r['rating']}{': ' + comment[:100] if comment else ''})\n")
+            out.write(f"  image:  {r['image_path']}\n")
+            for structure in ("cord", "lesion"):
+                target = r[f"{structure}_target_path"]
+                if Path(target) in written:
+                    out.write(f"  {structure + ':':7} {target} (copy of the prediction, to correct)\n")
+                else:
+                    out.write(f"  {structure + ':':7} {r[f'{structure}_existing_path']} (existing manual mask, "
+                              f"kept; --overwrite replaces it with the prediction)\n")
+        out.write(
+            f"{len(written)} mask(s) written. Next: correct each mask in an editor such as FSLeyes "
+            "(fsleyes IMAGE MASK) or ITK-SNAP (itksnap -g IMAGE -s MASK) and save it in place; then re-run "
+            f"`cohort-sciseg run BIDS_DIR... -o {self.out_dir} --resume`: the corrected masks are read as "
+            "manual masks and those scans are validated again\n"
+        )
+        return EXIT_OK
 
 
 @dataclass
@@ -466,6 +583,9 @@ class DemoCommand:
         validation = self.out / "derivatives" / "validation"
         if (validation / "stats" / "metrics_summary.csv").is_file():
             out.write(_validation_highlights(validation) + "\n")
+        index = self.out / "derivatives" / "report" / "index.html"
+        if index.is_file():
+            out.write(f"\nQC report (open in a browser): {index.resolve().as_uri()}\n")
         out.write(f"\ndemo outputs in {self.out.resolve()}\n")
         return rc
 
@@ -581,6 +701,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died (default 2)")
     r.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention of the metrics")
     r.add_argument("--no-progress", dest="progress", action="store_false")
+    r.add_argument("--no-report", dest="report", action="store_false",
+                   help="no HTML QC report (report/): no per-scan images, no index")
+    r.add_argument("--exclude-ratings", type=Path, metavar="FILE",
+                   help="leave out the scans rated fail or artifact in this ratings file of the QC report (.csv, .yaml)")
+
+    rp_ = sub.add_parser("report", help="build or update the HTML QC report of a run (OUT_DIR/report/index.html)")
+    rp_.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` output folder")
+    rp_.add_argument("--threads", type=int, metavar="N", help="threads making missing scan pages (default: CPUs)")
+
+    rt = sub.add_parser("ratings", help="QC report ratings: worklist of scans to correct, manual-mask starting points")
+    rt_sub = rt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rw = rt_sub.add_parser("worklist", help="the scans rated fail, with images, predictions and manual-mask paths (CSV)")
+    rp = rt_sub.add_parser("prepare", help="copy the predictions of the scans rated fail to their manual-mask paths")
+    for x in (rw, rp):
+        x.add_argument("ratings", type=Path, metavar="RATINGS", help="ratings exported from the QC report (.csv, .yaml)")
+        x.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` folder the report shows")
+        x.add_argument("--include-artifact", action="store_true", help="also the scans rated artifact")
+    rw.add_argument("-o", "--output", type=Path, metavar="worklist.csv", help="write the worklist here (default: print it)")
+    rp.add_argument("--overwrite", action="store_true", help="replace existing manual masks (default: keep them)")
 
     g = sub.add_parser("segment", help="cord and lesion masks of one image (drop-in for sct_deepseg lesion_sci_t2)")
     g.add_argument("image", type=Path, metavar="IMAGE", help="T2w image (.nii or .nii.gz)")
@@ -620,7 +759,7 @@ def _command(
     ns: argparse.Namespace,
 ) -> (
     DiscoverCommand | SynthCommand | DemoCommand | AnalyzeLesionCommand | MetricsCommand | ValidateCommand
-    | RunCommand | SegmentCommand
+    | RunCommand | SegmentCommand | RatingsWorklistCommand | RatingsPrepareCommand | ReportCommand
 ):
     if ns.command == "discover":
         return DiscoverCommand(
@@ -647,8 +786,11 @@ def _command(
             bids_dirs=ns.bids_dirs, output=ns.output, model=ns.model, segmenter=ns.segmenter,
             segmenter_options=ns.segmenter_options, participant_labels=ns.participant_labels,
             scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, gpus=ns.gpus, stages=ns.stages, resume=ns.resume,
-            retries=ns.retries, units=ns.units, progress=ns.progress,
+            retries=ns.retries, units=ns.units, progress=ns.progress, exclude_ratings=ns.exclude_ratings,
+            report=ns.report,
         )
+    if ns.command == "report":
+        return ReportCommand(out_dir=ns.out_dir, threads=ns.threads)
     if ns.command == "validate":
         return ValidateCommand(
             bids_dirs=ns.bids_dirs, predictions=ns.predictions, output=ns.output, biomarkers=ns.biomarkers,
@@ -663,6 +805,14 @@ def _command(
             tta=ns.tta, device=ns.device, threads=ns.threads, tile_step_size=ns.tile_step_size,
             keep_largest_cord=ns.keep_largest_cord, fill_holes=ns.fill_holes, remove_small=ns.remove_small,
             remove_small_lesions=ns.remove_small_lesions, trust_model=ns.trust_model,
+        )
+    if ns.command == "ratings" and ns.action == "worklist":
+        return RatingsWorklistCommand(
+            ratings=ns.ratings, out_dir=ns.out_dir, output=ns.output, include_artifact=ns.include_artifact,
+        )
+    if ns.command == "ratings":
+        return RatingsPrepareCommand(
+            ratings=ns.ratings, out_dir=ns.out_dir, overwrite=ns.overwrite, include_artifact=ns.include_artifact,
         )
     if ns.command == "synth":
         return SynthCommand(

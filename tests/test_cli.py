@@ -120,3 +120,124 @@ def test_console_script_installed(tree):
     r = subprocess.run([str(exe), "discover", str(tree)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "3 scan(s)" in r.stdout
+
+
+# -- QC ratings: run --exclude-ratings, ratings worklist / prepare ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def rated_run(tmp_path_factory) -> dict:
+    """A run leaving out the scans rated fail/artifact, then the same run without the ratings."""
+    import pandas as pd
+
+    from cohort_sciseg.cli import RunCommand
+    from cohort_sciseg.discover import find_scans
+    from cohort_sciseg.report import write_ratings
+    from cohort_sciseg.synth import synthesize_cohort
+
+    root = tmp_path_factory.mktemp("rated")
+    cohort = synthesize_cohort(root / "cohort", sites=2, subjects_per_site=2, seed=8)
+    roots = [Path(r) for r in cohort.dataset_roots]
+    scans = list(find_scans(roots).scans)
+    fail, artifact = scans[0], scans[-1]
+    rating = {fail.scan_id: "Fail", artifact.scan_id: "artifact"}
+    rows = [
+        {"scan_id": s.scan_id, "site": s.site, "sub": s.sub, "ses": s.ses, "rating": rating.get(s.scan_id, "pass"),
+         "comment": 'cord cut, "C3"\n<script>alert(1)</script>', "rated_at": "2024-05-01T12:00:00Z"}
+        for s in scans
+    ]
+    ratings = write_ratings(pd.DataFrame(rows), root / "ratings.csv")
+    kw = {"bids_dirs": roots, "output": root / "run", "segmenter": "copy-manual",
+          "segmenter_options": ["dilate_lesions=1"], "workers": 1, "progress": False}
+    first, second = io.StringIO(), io.StringIO()
+    rc1 = RunCommand(**kw, exclude_ratings=ratings).run(first)
+    ids1 = set(pd.read_parquet(root / "run" / "tables" / "scans").scan_id)
+    rc2 = RunCommand(**kw).run(second)
+    return {"root": root, "scans": scans, "fail": fail, "artifact": artifact, "ratings": ratings, "kw": kw,
+            "out": root / "run", "rc": (rc1, rc2), "text": (first.getvalue(), second.getvalue()), "ids1": ids1}
+
+
+def test_run_exclude_ratings_then_without(rated_run):
+    import json
+
+    import pandas as pd
+
+    n = len(rated_run["scans"])
+    left_out = {rated_run["fail"].scan_id, rated_run["artifact"].scan_id}
+    first, second = rated_run["text"]
+    assert rated_run["rc"] == (0, 0)
+    assert "2 scan(s) rated fail or artifact in" in first
+    assert f"{n - 2} scan(s): {n - 2} done, 0 already done (resume), 0 failed, 2 excluded, in" in first
+    assert rated_run["ids1"] == {s.scan_id for s in rated_run["scans"]} - left_out
+    records = sorted((rated_run["out"] / "logs" / "runs").glob("run-*.json"))
+    assert json.loads(records[0].read_text())["excluded"] == {"count": 2, "scan_ids": sorted(left_out)}
+    # without the ratings, the excluded scans are processed and the others are up to date
+    assert f"{n} scan(s): 2 done, {n - 2} already done (resume), 0 failed, in" in second
+    assert "excluded" not in second
+    scans = pd.read_parquet(rated_run["out"] / "tables" / "scans")
+    assert set(scans.scan_id) == {s.scan_id for s in rated_run["scans"]}
+    assert set(scans.status) == {"done"}
+
+
+def test_ratings_worklist_cli(rated_run, tmp_path, capsys):
+    import pandas as pd
+
+    ratings, out = str(rated_run["ratings"]), str(rated_run["out"])
+    assert main(["ratings", "worklist", ratings, out, "-o", str(tmp_path / "wl.csv")]) == 0
+    assert "1 scan(s) rated fail to correct; worklist:" in capsys.readouterr().out
+    wl = pd.read_csv(tmp_path / "wl.csv", dtype=str, keep_default_na=False)
+    assert wl.scan_id.tolist() == [rated_run["fail"].scan_id]
+    assert wl.cord_target_path[0] == rated_run["fail"].cord_mask_path
+    assert wl.comment[0] == 'cord cut, "C3"\n<script>alert(1)</script>'
+    assert main(["ratings", "worklist", ratings, out, "--include-artifact"]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str)
+    assert set(printed.scan_id) == {rated_run["fail"].scan_id, rated_run["artifact"].scan_id}
+
+
+def test_ratings_cli_errors(rated_run, tmp_path, capsys):
+    ratings = str(rated_run["ratings"])
+    assert main(["ratings", "worklist", ratings, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cohort-sciseg ratings: error:" in err
+    assert "no scans table" in err
+    assert "Fix:" in err
+    bad = tmp_path / "ratings.txt"
+    bad.write_text("whatever")
+    assert main(["ratings", "prepare", str(bad), str(rated_run["out"])]) == 2
+    assert "unknown ratings file extension '.txt'" in capsys.readouterr().err
+    roots = [str(r) for r in rated_run["kw"]["bids_dirs"]]
+    assert main(["run", *roots, "-o", str(tmp_path / "run"), "--exclude-ratings", str(bad)]) == 2
+    assert "cohort-sciseg run: error: " in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_ratings_prepare_then_resume_redoes_the_corrected_scan(rated_run):
+    """The whole loop: prepare the failed scan's masks, correct them, re-run: only that scan is redone."""
+    import nibabel as nib
+    import numpy as np
+
+    from cohort_sciseg.cli import RatingsPrepareCommand, RunCommand
+    from cohort_sciseg.discover import find_scans
+
+    fail = rated_run["fail"]
+    Path(fail.cord_mask_path).unlink()  # a scan without manual masks
+    Path(fail.lesion_mask_path).unlink()
+    out = io.StringIO()
+    rc = RatingsPrepareCommand(ratings=rated_run["ratings"], out_dir=rated_run["out"], include_artifact=True).run(out)
+    assert rc == 0
+    text = out.getvalue()
+    assert f"{fail.cord_mask_path} (copy of the prediction, to correct)" in text
+    assert f"{fail.lesion_mask_path} (copy of the prediction, to correct)" in text
+    assert f"{rated_run['artifact'].cord_mask_path} (existing manual mask, kept;" in text
+    assert "2 mask(s) written" in text
+    assert "--resume" in text
+    assert "FSLeyes" in text
+    found = {s.scan_id: s for s in find_scans(rated_run["kw"]["bids_dirs"]).scans}
+    assert found[fail.scan_id].cord_mask_path == fail.cord_mask_path
+    # the reviewer erases a false-positive lesion and saves
+    img = nib.load(fail.lesion_mask_path)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), fail.lesion_mask_path)
+    n = len(rated_run["scans"])
+    again = io.StringIO()
+    assert RunCommand(**rated_run["kw"]).run(again) == 0
+    assert f"{n} scan(s): 1 done, {n - 1} already done (resume), 0 failed, in" in again.getvalue()

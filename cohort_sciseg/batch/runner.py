@@ -89,6 +89,10 @@ class RunOptions:
     units: str = "mm"
     progress: bool = True
     validate: bool = True
+    #: the HTML QC report (report/): each scan's page by its worker, the index at the end
+    report: bool = True
+    #: Scan ids left out of the run (e.g. rated fail/artifact in the QC report); reported as excluded.
+    exclude_scans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,9 @@ class RunSummary:
         c = self.counts
         lines = [
             f"{c.get('total', 0)} scan(s): {c.get('done', 0)} done, {c.get('skipped', 0)} already done (resume), "
-            f"{c.get('failed', 0)} failed, in {self.seconds:.1f} s",
+            f"{c.get('failed', 0)} failed, "
+            + (f"{c['excluded']} excluded, " if c.get("excluded") else "")
+            + f"in {self.seconds:.1f} s",
         ]
         for worker, b in self.device_busy.items():
             lines.append(
@@ -132,9 +138,16 @@ def _client(options: RunOptions) -> Iterator[Any]:
     """A client on the asked cluster; clusters started here let a task's worker die ``retries`` times."""
     import dask
 
-    # a task whose worker dies (killed, out of memory) is re-run on another worker until
-    # more than allowed-failures workers died with it; then it becomes a failure record
-    with dask.config.set({"distributed.scheduler.allowed-failures": max(0, options.retries)}):
+    # A task whose worker dies (killed, out of memory) is re-run on another worker until
+    # more than allowed-failures workers died with it; then it becomes a failure record.
+    # Dask counts a death against every task the worker held, so workers hold only the
+    # tasks they run (saturation 1.0, no tasks queued on them): a scan that kills its
+    # worker does not take the scans queued behind it down with it.
+    settings = {
+        "distributed.scheduler.allowed-failures": max(0, options.retries),
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(settings):
         yield from _client_of(options)
 
 
@@ -268,6 +281,9 @@ def run_cohort(
     discovery = find_scans(roots, participant_labels=opts.participant_labels)
     phases["discover_s"] = time.perf_counter() - t0
     scans = list(discovery.scans)
+    drop = set(opts.exclude_scans)
+    excluded = sorted(s.scan_id for s in scans if s.scan_id in drop)
+    scans = [s for s in scans if s.scan_id not in drop]
     describe = dict(get_segmenter(opts.segmenter).describe())
     config = TaskConfig(
         out_dir=str(out.resolve()),
@@ -277,6 +293,7 @@ def run_cohort(
         settings=tuple(sorted({"segmenter": describe.get("settings", {}), "units": opts.units}.items())),
         units=opts.units,
         resume=opts.resume,
+        report=opts.report,
     )
     _dataset_description(out, roots, describe)
     run_record = {
@@ -295,11 +312,13 @@ def run_cohort(
             "resume": opts.resume,
             "retries": opts.retries,
             "units": opts.units,
+            "report": opts.report,
         },
         "segmenter": describe,
         "environment": _environment(),
         "n_scans": len(scans),
         "discovery_problems": len(discovery.problems),
+        "excluded": {"count": len(excluded), "scan_ids": excluded},
     }
     t = time.perf_counter()
     cluster: dict[str, Any] = {
@@ -328,8 +347,19 @@ def run_cohort(
     phases["validate_s"] = time.perf_counter() - t
     if validation is not None:
         tables["validation"] = validation
+    if opts.report:
+        t = time.perf_counter()
+        from cohort_sciseg.report import build_report
+
+        built = build_report(out)
+        tables["report"] = built.path
+        phases["report_s"] = time.perf_counter() - t
+        run_record["report"] = {"pages_written": built.pages_written, "pages_current": built.pages_current,
+                                "page_errors": list(built.page_errors)}
     counts = Counter(o.status for o in outcomes)
     counts["total"] = len(scans)
+    if excluded:
+        counts["excluded"] = len(excluded)
     seconds = time.perf_counter() - t0
     busy = device_busy(outcomes)
     run_record.update(

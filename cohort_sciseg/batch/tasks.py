@@ -42,6 +42,7 @@ from cohort_sciseg.records import (
     Scan,
     failures_to_table,
 )
+from cohort_sciseg.report.site import write_scan_page
 from cohort_sciseg.validation import Prediction, validate_scans
 
 __all__ = [
@@ -80,6 +81,8 @@ class TaskConfig:
     settings: tuple[tuple[str, Any], ...] = ()
     units: str = "mm"
     resume: bool = True
+    #: write the scan's QC page and images (report/scans/) when the scan is done
+    report: bool = True
 
     @property
     def settings_dict(self) -> dict[str, Any]:
@@ -275,6 +278,8 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
             )
         except _DATA_ERRORS as exc:
             return record_failure(store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0)
+        if config.report:
+            _qc_page(config, scan, key, row, tables, cord_path, lesion_path)
         seconds = staged.seconds + time.perf_counter() - t0
         row["seconds_total"] = seconds
         tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
@@ -291,6 +296,33 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
     return Outcome(
         scan.scan_id, scan.site, "done", key, seconds, worker_pid=os.getpid(), device=staged.device
     )
+
+
+def _qc_page(
+    config: TaskConfig,
+    scan: Scan,
+    key: str,
+    row: dict[str, Any],
+    tables: dict[str, pa.Table],
+    cord_path: str,
+    lesion_path: str,
+) -> None:
+    """The scan's QC page, made here by the worker that holds the scan (never fails the scan)."""
+    t = time.perf_counter()
+    try:
+        lesions = tables.get("lesions")
+        metrics = tables.get("metrics")
+        write_scan_page(
+            config.out_dir, row, key=key, image_path=scan.image_path, cord_path=cord_path,
+            lesion_path=lesion_path,
+            lesions=lesions.to_pandas() if lesions is not None else None,
+            metrics=metrics.to_pandas() if metrics is not None else None,
+            provenance={"settings": config.settings_dict},
+            participant=scan.participant_dict,
+        )
+    except Exception:  # QC images are a view of the results: their loss must not lose the results
+        logger.warning("QC page of %s not written (the report build retries it)", scan.scan_id, exc_info=True)
+    logger.info("QC page in %.2f s", time.perf_counter() - t)
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,8 @@ def test_a_scan_that_kills_its_worker_becomes_a_failure_after_the_retries(cohort
     assert scans.set_index("scan_id").loc[victim.scan_id, "status"] == "failed"
     failures = pd.read_parquet(out / "tables" / "failures")
     row = failures.set_index("scan_id").loc[victim.scan_id]
-    assert "did not finish" in row.message and "KilledWorker" in row.message
+    assert "did not finish" in row.message
+    assert "KilledWorker" in row.message
     assert "--resume" in row.message  # the fix
     assert row.stage == "batch"
 
