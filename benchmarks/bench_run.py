@@ -117,7 +117,9 @@ def _time_run(roots: list[Path], out: Path, args: argparse.Namespace) -> dict[st
     spec = SegmenterSpec.make(
         "nnunet", model=args.model, device=args.device, threads=args.threads, tile_step_size=args.step
     )
-    opts = RunOptions(segmenter=spec, workers=args.workers, gpus=args.gpus, progress=False, resume=False)
+    # report=False: segmentation throughput against nnUNetv2_predict, which writes no QC (bench_report.py)
+    opts = RunOptions(segmenter=spec, workers=args.workers, gpus=args.gpus, progress=False, resume=False,
+                      report=False)
     t = time.perf_counter()
     summary = run_cohort(roots, out, opts)
     wall = time.perf_counter() - t
@@ -133,7 +135,7 @@ def _busy(roots: list[Path], work: Path, args: argparse.Namespace, stages: str) 
     spec = SegmenterSpec.make(
         "nnunet", model=args.model, device=args.device, threads=args.threads, tile_step_size=args.step
     )
-    opts = RunOptions(segmenter=spec, gpus=1, gpu_worker_threads=args.workers, workers=0, stages=stages,
+    opts = RunOptions(segmenter=spec, gpus=1, gpu_worker_threads=args.workers, workers=0, stages=stages, report=False,
                       progress=False, resume=False, validate=False)
     t = time.perf_counter()
     summary = run_cohort(roots, work / stages, opts)

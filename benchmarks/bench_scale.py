@@ -379,8 +379,9 @@ def dask_run(
     expect: str = "done",
 ) -> dict[str, Any]:
     """``run_cohort`` on a LocalCluster, instrumented; every scan must end ``expect``."""
+    # report=False: the runner's own cost, as in earlier results (the QC report: bench_report.py)
     opts = runner.RunOptions(
-        segmenter=spec, workers=workers, progress=False, validate=validate, window=window
+        segmenter=spec, workers=workers, progress=False, validate=validate, window=window, report=False
     )
     sampler = RssSampler()
     cpu0 = _cpu_s()
