@@ -127,15 +127,39 @@ def _scan_log(out_dir: str, scan_id: str, *, append: bool = False) -> Iterator[P
     ident = threading.get_ident()
     handler.addFilter(lambda record: record.thread == ident)
     root = logging.getLogger("cohort_sciseg")
-    old_level = root.level
+    _raise_log_level(root)
     root.addHandler(handler)
-    root.setLevel(min(old_level or logging.INFO, logging.INFO))
     try:
         yield path
     finally:
         root.removeHandler(handler)
-        root.setLevel(old_level)
+        _restore_log_level(root)
         handler.close()
+
+
+# The package logger must pass INFO while any thread of the worker writes a scan log:
+# the level is raised by the first such thread and restored by the last one (a thread
+# that restored it on its own exit silenced the INFO records of the others).
+_level_lock = threading.Lock()
+_level_users = 0
+_level_saved = logging.NOTSET
+
+
+def _raise_log_level(logger_: logging.Logger) -> None:
+    global _level_users, _level_saved
+    with _level_lock:
+        if _level_users == 0:
+            _level_saved = logger_.level
+            logger_.setLevel(min(_level_saved or logging.INFO, logging.INFO))
+        _level_users += 1
+
+
+def _restore_log_level(logger_: logging.Logger) -> None:
+    global _level_users
+    with _level_lock:
+        _level_users -= 1
+        if _level_users == 0:
+            logger_.setLevel(_level_saved)
 
 
 def _rel(path: str | os.PathLike[str], root: str) -> str:
