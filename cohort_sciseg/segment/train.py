@@ -1156,6 +1156,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         base = TrainSettings(
             epochs=30, iterations_per_epoch=25, val_iterations_per_epoch=2,
             synth_subjects_per_site=2, min_lesion_dice=0.0, max_attempts=1, quick=True, threads=1,
+            patch_size=(48, 48, 32),
         )
         data = None if args.data in (None, "none") else Path(args.data)
     else:
