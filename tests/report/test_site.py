@@ -190,3 +190,22 @@ def test_report_command_error_names_the_folder(tmp_path, capsys):
 
     assert main(["report", str(tmp_path)]) != 0
     assert "not the output of a run" in capsys.readouterr().err
+
+
+def test_report_package_exports_load_lazily_and_all_resolve():
+    """Importing the QC page writer (what each worker does) loads neither matplotlib nor YAML."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cohort_sciseg.report.site, cohort_sciseg.batch.tasks;"
+        "print('matplotlib' in sys.modules, 'yaml' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    import cohort_sciseg.report as report
+
+    for name in report.__all__:
+        assert getattr(report, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        report.nope  # noqa: B018
