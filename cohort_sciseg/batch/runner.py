@@ -56,7 +56,7 @@ from cohort_sciseg.batch.tasks import (
     record_failure,
 )
 from cohort_sciseg.discover import find_scans
-from cohort_sciseg.io import write_json, write_parquet
+from cohort_sciseg.io import read_partitioned_table, write_json, write_parquet
 from cohort_sciseg.records import (
     Failure,
     Scan,
@@ -429,12 +429,9 @@ def _validate(out: Path, scans: Sequence[Scan], opts: RunOptions) -> Path | None
 def _read_partitioned(folder: Path) -> Any:
     """A hive-partitioned table as pandas, with ``site`` as plain strings."""
     import pandas as pd
-    import pyarrow.dataset as ds
 
-    if not any(folder.glob("site=*/*.parquet")):
-        return pd.DataFrame()
-    part = ds.partitioning(pa.schema([("site", pa.string())]), flavor="hive")
-    return ds.dataset(folder, format="parquet", partitioning=part).to_table().to_pandas()
+    table = read_partitioned_table(folder)
+    return pd.DataFrame() if table is None else table.to_pandas()
 
 
 def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> list[Failure]:

@@ -38,6 +38,7 @@ from cohort_sciseg.io.orientation import (
     to_nibabel_axcodes,
     voxel_sizes,
 )
+from cohort_sciseg.io.tables import read_partitioned_table
 
 __all__ = [
     "DEFAULT_ATOL_MM",
@@ -63,6 +64,7 @@ __all__ = [
     "nifti_stem",
     "orientation_code",
     "read_header",
+    "read_partitioned_table",
     "reorient",
     "save_nifti",
     "sha256_file",

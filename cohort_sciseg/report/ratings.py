@@ -42,7 +42,6 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import yaml
 
 from cohort_sciseg._version import __version__
@@ -52,6 +51,7 @@ from cohort_sciseg.io import (
     NIFTI_EXTENSIONS,
     atomic_write_bytes,
     nifti_stem,
+    read_partitioned_table,
     sha256_file,
     write_json,
 )
@@ -469,27 +469,8 @@ def excluded_scans(
 def _run_scans(out_dir: Path) -> pd.DataFrame:
     """The run's ``tables/scans`` (one row per scan id), ``site`` as text."""
     folder = out_dir / "tables" / "scans"
-    if not any(folder.glob("site=*/*.parquet")):
-        msg = format_error(
-            "no scans table (tables/scans/site=*/*.parquet) in this folder",
-            path=out_dir,
-            expected="the OUT_DIR of a `cohort-sciseg run`",
-            fix="pass the folder given to `cohort-sciseg run -o`",
-        )
-        raise ReportError(msg, path=out_dir)
     try:
-        part = ds.partitioning(pa.schema([("site", pa.string())]), flavor="hive")
-        dataset = ds.dataset(folder, format="parquet", partitioning=part)
-        missing = [c for c in _SCAN_COLUMNS if c not in dataset.schema.names]
-        if missing:
-            msg = format_error(
-                f"the scans table has no column(s) {missing!r}",
-                path=folder,
-                expected="a scans table written by `cohort-sciseg run`",
-                fix="re-run `cohort-sciseg run --resume` to rewrite the tables",
-            )
-            raise ReportError(msg, path=folder)
-        table = dataset.to_table(columns=list(_SCAN_COLUMNS))
+        table = read_partitioned_table(folder)
     except (OSError, pa.ArrowException) as exc:
         msg = format_error(
             f"cannot read the scans table: {type(exc).__name__}: {exc}",
@@ -498,6 +479,24 @@ def _run_scans(out_dir: Path) -> pd.DataFrame:
             fix="re-run `cohort-sciseg run --resume` to rewrite the tables",
         )
         raise ReportError(msg, path=folder) from exc
+    if table is None:
+        msg = format_error(
+            "no scans table (tables/scans/site=*/*.parquet) in this folder",
+            path=out_dir,
+            expected="the OUT_DIR of a `cohort-sciseg run`",
+            fix="pass the folder given to `cohort-sciseg run -o`",
+        )
+        raise ReportError(msg, path=out_dir)
+    missing = [c for c in _SCAN_COLUMNS if c not in table.schema.names]
+    if missing:
+        msg = format_error(
+            f"the scans table has no column(s) {missing!r}",
+            path=folder,
+            expected="a scans table written by `cohort-sciseg run`",
+            fix="re-run `cohort-sciseg run --resume` to rewrite the tables",
+        )
+        raise ReportError(msg, path=folder)
+    table = table.select(list(_SCAN_COLUMNS))
     frame = table.to_pandas()
     return frame.drop_duplicates("scan_id", keep="last").set_index("scan_id", drop=False)
 

@@ -46,7 +46,7 @@ import pandas as pd
 
 from cohort_sciseg._version import __version__
 from cohort_sciseg.errors import CohortSciSegError, ReportError, format_error
-from cohort_sciseg.io import atomic_write_text
+from cohort_sciseg.io import atomic_write_text, read_partitioned_table
 from cohort_sciseg.report.reportlets import Reportlet, render_reportlets
 
 __all__ = [
@@ -290,12 +290,9 @@ def _metric_view(metrics: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _read_table(out: Path, name: str) -> pd.DataFrame:
-    folder = out / "tables" / name
-    if folder.is_dir() and any(folder.glob("site=*/*.parquet")):
-        df = pd.read_parquet(folder)
-        if "site" in df:
-            df["site"] = df["site"].astype(str)
-        return df
+    table = read_partitioned_table(out / "tables" / name)
+    if table is not None:
+        return table.to_pandas()
     single = out / "tables" / f"{name}.parquet"
     if single.is_file():
         return pd.read_parquet(single)
