@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import platform
@@ -598,5 +597,6 @@ class _Progress:
 
 def load_summary(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The latest run record of ``out_dir``."""
-    runs = sorted((Path(out_dir) / "logs" / "runs").glob("run-*.json"))
-    return json.loads(runs[-1].read_text()) if runs else {}
+    from cohort_sciseg.report.site import latest_run_record
+
+    return latest_run_record(out_dir)

@@ -43,10 +43,12 @@ from urllib.parse import quote
 import jinja2
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from cohort_sciseg._version import __version__
 from cohort_sciseg.errors import CohortSciSegError, ReportError, format_error
-from cohort_sciseg.io import atomic_write_text, read_partitioned_table
+from cohort_sciseg.io import atomic_write_text, read_partitioned_table, write_json
+from cohort_sciseg.records import scans_from_table
 from cohort_sciseg.report.reportlets import Reportlet, render_reportlets
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "REPORT_DIRNAME",
     "ReportSummary",
     "build_report",
+    "latest_run_record",
     "scan_flags",
     "scan_page_href",
     "write_scan_page",
@@ -181,8 +184,7 @@ _FACTS = (
     ("max_axial_damage_ratio", "Max axial damage ratio"), ("cord_volume_mm3", "Cord volume (mm³)"),
     ("total_outside_cord_volume_mm3", "Lesion outside the cord (mm³)"), ("cord_dice", "Cord Dice vs manual"),
     ("lesion_dice", "Lesion Dice vs manual"), ("seconds_segment", "Model time (s)"),
-    ("seconds_total", "Scan time (s)"),
-)
+)  # not the scan's total time: the page is made before the scan ends (tables/scans has it)
 
 
 def write_scan_page(
@@ -299,6 +301,29 @@ def _read_table(out: Path, name: str) -> pd.DataFrame:
     return pd.DataFrame()
 
 
+def latest_run_record(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The record of the latest run into ``out_dir`` (``logs/runs/run-<time>-<pid>.json``), or {}."""
+    runs = sorted((Path(out_dir) / "logs" / "runs").glob("run-*.json"))
+    return dict(json.loads(runs[-1].read_text(encoding="utf-8"))) if runs else {}
+
+
+def _participants(out: Path) -> dict[str, dict[str, str]]:
+    """``participants.tsv`` rows by scan id, from the run's ``tables/discovered_scans.parquet``."""
+    path = out / "tables" / "discovered_scans.parquet"
+    if not path.is_file():
+        return {}
+    return {s.scan_id: s.participant_dict for s in scans_from_table(pq.read_table(path))}
+
+
+def _run_provenance(out: Path) -> dict[str, Any]:
+    """The provenance a worker gives a scan's page (the run's settings), from the latest run record."""
+    record = latest_run_record(out)
+    if "segmenter" not in record:
+        return {}
+    units = record.get("options", {}).get("units", "mm")
+    return {"settings": {"segmenter": record["segmenter"].get("settings", {}), "units": units}}
+
+
 def _report_id(report: Path) -> str:
     """The report's id, made once: ratings in the browser are kept under it."""
     path = report / "report.json"
@@ -306,7 +331,7 @@ def _report_id(report: Path) -> str:
         return str(json.loads(path.read_text(encoding="utf-8"))["id"])
     except (OSError, ValueError, KeyError, TypeError):
         rid = uuid.uuid4().hex[:12]
-        atomic_write_text(path, json.dumps({"id": rid, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        write_json(path, {"id": rid, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         return rid
 
 
@@ -473,13 +498,17 @@ def build_report(
             metrics = _read_table(out, "metrics")
             les_by = dict(tuple(lesions.groupby("scan_id"))) if not lesions.empty else {}
             met_by = dict(tuple(metrics.groupby("scan_id"))) if not metrics.empty else {}
+            participants = _participants(out)
+            provenance = _run_provenance(out)
+            root = out.resolve()  # the worker's paths are absolute: the same page whoever makes it
 
             def make(rec: dict[str, Any]) -> str | None:
                 try:
                     write_scan_page(
                         out, rec, key=str(rec["key"]), image_path=rec["image_path"],
-                        cord_path=out / str(rec["cord_seg_path"]), lesion_path=out / str(rec["lesion_seg_path"]),
+                        cord_path=root / str(rec["cord_seg_path"]), lesion_path=root / str(rec["lesion_seg_path"]),
                         lesions=les_by.get(rec["scan_id"]), metrics=met_by.get(rec["scan_id"]),
+                        provenance=provenance, participant=participants.get(rec["scan_id"]),
                     )
                 except (CohortSciSegError, OSError, ValueError, KeyError, TypeError) as exc:
                     return f"{rec['scan_id']}: {exc}"
