@@ -17,7 +17,9 @@ Measured in one run:
     interactive < 1.5 s at 10,000 scans.
 ``scan_pages``
     :func:`write_scan_page` (reportlets + page) on the scans of a small synthetic
-    cohort (manual masks as the prediction): seconds per scan, serial.
+    cohort (manual masks as the prediction): seconds per scan, serial; and on the
+    real scans of ``--data`` (``../shared/data/spine-t2w``) that have a cord mask
+    (manual or SCIsegV2 masks as the prediction), median of 3 per scan.
 ``adding scans`` vs the baseline
     ``--added`` scans join a report of ``--n`` scans. cohort-sciseg: each new
     scan's page is written by its worker and the index is rebuilt once at the
@@ -171,6 +173,28 @@ def scan_page_timings(work: Path, n_subjects: int) -> dict[str, Any]:
     }
 
 
+def real_scan_pages(data: Path, work: Path) -> dict[str, Any]:
+    """``write_scan_page`` on the real scans of ``spine-t2w`` that have a cord mask (median of 3 each)."""
+    from cohort_sciseg.discover import find_scans
+
+    scans = [s for s in find_scans([data]).scans if s.cord_mask_path]
+    out: dict[str, Any] = {}
+    for s in scans:
+        row = {"scan_id": s.scan_id, "site": s.site, "sub": s.sub, "ses": s.ses, "status": "done"}
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            page = write_scan_page(work / "real", row, key="k" * 24, image_path=s.image_path,
+                                   cord_path=s.cord_mask_path, lesion_path=s.lesion_mask_path)
+            times.append(time.perf_counter() - t)
+        out[s.sub] = {
+            "shape": list(s.shape), "lesion_mask": bool(s.lesion_mask_path),
+            "seconds_median": round(statistics.median(times), 3),
+            "png_bytes": sum(p.stat().st_size for p in page.with_suffix("").glob("*.png")),
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
@@ -178,6 +202,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--subjects-per-site", type=int, default=4)
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "spine-t2w",
+                    help="real BIDS dataset for the scan-page timings (skipped when absent)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results: dict[str, Any] = {
@@ -217,6 +243,9 @@ def main() -> None:
         print("adding", results["adding_scans"], flush=True)
         results["scan_pages"] = scan_page_timings(work, args.subjects_per_site)
         print("scan pages", results["scan_pages"], flush=True)
+        if (args.data / "dataset_description.json").is_file():
+            results["real_scan_pages"] = real_scan_pages(args.data, work)
+            print("real scan pages", results["real_scan_pages"], flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
