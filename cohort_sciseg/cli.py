@@ -501,18 +501,21 @@ class SegmentCommand:
     remove_small: float | None = None
     remove_small_lesions: float | None = None
     trust_model: bool = False
+    no_postprocessing: bool = False
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
         # Imported here, not at the top: `cohort-sciseg --help` and the other commands never load torch.
         from cohort_sciseg.segment import EngineSettings, PostprocessOptions, SegmentationEngine
 
-        post = PostprocessOptions(
+        post: PostprocessOptions | None = PostprocessOptions(
             keep_largest_cord=self.keep_largest_cord,
             fill_holes=self.fill_holes,  # type: ignore[arg-type]  # checked by PostprocessOptions
             remove_small_mm3=self.remove_small,
             remove_small_lesion_mm3=self.remove_small_lesions,
         )
+        if post is not None and not post.active and not self.no_postprocessing:
+            post = None  # no option given: what the model recommends (model.json), else none
         engine = SegmentationEngine(
             EngineSettings(
                 model=str(self.model),
@@ -531,6 +534,9 @@ class SegmentCommand:
             f"model {info['name']} ({info['integrity']}, checksum {info['checksum'][:12]}), "
             f"folds {','.join(engine.key.folds)}, device {engine.key.device}, tta {'on' if engine.key.tta else 'off'}\n"
         )
+        settings = info["settings"] if post is None else engine.settings_record(post)
+        done = [k for k, v in settings["postprocessing"].items() if v not in (None, False)]
+        out.write(f"post-processing: {', '.join(done) or 'none'} ({settings['postprocessing_source']})\n")
         if info["integrity"] == "unverified":
             out.write("warning: the model folder has no model.json manifest; its checksums are in the sidecars\n")
         out.write(f"cord mask: {paths.cord}\nlesion mask: {paths.lesion}\n")
@@ -742,6 +748,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--remove-small", type=float, metavar="MM3", help="remove cord components smaller than MM3")
     g.add_argument("--remove-small-lesions", type=float, metavar="MM3",
                    help="remove lesion components smaller than MM3 (off by default)")
+    g.add_argument("--no-postprocessing", action="store_true",
+                   help="raw network output (SCT's default), even when the model's model.json recommends "
+                   "post-processing (the bundled demo model recommends --keep-largest-cord)")
     g.add_argument("--trust-model", action="store_true",
                    help="accept a model folder that differs from its model.json (checkpoints are pickles)")
 
@@ -805,6 +814,7 @@ def _command(
             tta=ns.tta, device=ns.device, threads=ns.threads, tile_step_size=ns.tile_step_size,
             keep_largest_cord=ns.keep_largest_cord, fill_holes=ns.fill_holes, remove_small=ns.remove_small,
             remove_small_lesions=ns.remove_small_lesions, trust_model=ns.trust_model,
+            no_postprocessing=ns.no_postprocessing,
         )
     if ns.command == "ratings" and ns.action == "worklist":
         return RatingsWorklistCommand(

@@ -105,6 +105,11 @@ class EngineSettings:
         caps it at ``nnUNet_def_n_proc``, default 8).
     trust_model
         Accept a model folder that differs from its manifest.
+    postprocessing
+        When a call passes no post-processing of its own: ``"model"`` applies what the
+        model's ``model.json`` recommends (none for SCIseg's release: SCT's raw
+        output), ``"none"`` gives the raw output always (``run --segmenter-option
+        postprocessing=none``).
     """
 
     model: str = "demo"
@@ -115,8 +120,14 @@ class EngineSettings:
     tile_step_size: float = 0.5
     threads: int | None = None
     trust_model: bool = False
+    postprocessing: Literal["model", "none"] = "model"
 
     def __post_init__(self) -> None:
+        if self.postprocessing not in ("model", "none"):
+            msg = format_error(f"postprocessing={self.postprocessing!r} is not valid",
+                               expected="'model' (the model's recommendation, if any) or 'none' (raw)",
+                               fix="pass --segmenter-option postprocessing=none, or leave it out")
+            raise SegmentationError(msg)
         if self.folds is not None:
             object.__setattr__(self, "folds", tuple(str(f) for f in self.folds))
         if not (0.0 < float(self.tile_step_size) <= 1.0):
@@ -421,8 +432,37 @@ class SegmentationEngine:
             "settings": self.settings_record(),
         }
 
+    def recommended_postprocessing(self) -> PostprocessOptions | None:
+        """Post-processing the model folder recommends (``model.json``'s ``postprocessing``), if any.
+
+        Only a manifest that verified (or that the user trusted) is read; SCIseg's
+        release has none, so its masks stay SCT's raw output.
+        """
+        integrity = self.load().integrity
+        value = integrity.manifest.get("postprocessing")
+        if value is None:
+            return None
+        return PostprocessOptions.from_manifest(value, source=str(self.folder.root / "model.json"))
+
+    def effective_postprocessing(
+        self, postprocessing: PostprocessOptions | None
+    ) -> tuple[PostprocessOptions, str]:
+        """``(options, source)``: the caller's options, else the model's recommendation, else none.
+
+        ``source`` is ``"user"``, ``"model"`` or ``"none"`` (recorded in the sidecars).
+        """
+        if postprocessing is not None:
+            return postprocessing, "user"
+        if self.settings.postprocessing == "none":
+            return PostprocessOptions(), "user"
+        recommended = self.recommended_postprocessing()
+        if recommended is not None:
+            return recommended, "model"
+        return PostprocessOptions(), "none"
+
     def settings_record(self, postprocessing: PostprocessOptions | None = None) -> dict[str, Any]:
         """The effective settings written to the sidecars."""
+        post, source = self.effective_postprocessing(postprocessing)
         return {
             "tile_step_size": self.key.tile_step_size,
             "tta": self.key.tta,
@@ -433,7 +473,8 @@ class SegmentationEngine:
             "threads": self.settings.threads,
             "image_orientation": self.folder.image_orientation,
             "label_layout": self.folder.labels.layout,
-            "postprocessing": (postprocessing or PostprocessOptions()).as_dict(),
+            "postprocessing": post.as_dict(),
+            "postprocessing_source": source,
         }
 
     # --------------------------------------------------------------- prediction
@@ -534,7 +575,8 @@ class SegmentationEngine:
         self, label_map: np.ndarray, affine: np.ndarray, postprocessing: PostprocessOptions | None
     ) -> SegmentationResult:
         cord, lesion = self.folder.labels.split(label_map)
-        cord, lesion = postprocess_masks(cord, lesion, voxel_sizes(affine), postprocessing)
+        post, _ = self.effective_postprocessing(postprocessing)
+        cord, lesion = postprocess_masks(cord, lesion, voxel_sizes(affine), post)
         return SegmentationResult(label_map=label_map, cord=cord, lesion=lesion)
 
     def prepare_file(self, image: str | os.PathLike[str], *, scan_id: str | None = None) -> PreparedImage:
@@ -594,7 +636,8 @@ class SegmentationEngine:
             Writes ``<prefix>_sc_seg.nii.gz`` and ``<prefix>_lesion_seg.nii.gz``
             (default: the image path without extension, as SCT).
         postprocessing
-            Optional post-processing (all off by default).
+            Post-processing; ``None``: what the model folder recommends in its
+            manifest, else none (SCT's default). ``PostprocessOptions()``: none.
         scan_id
             Named in errors.
 

@@ -74,6 +74,26 @@ class PostprocessOptions:
         """Settings for provenance."""
         return asdict(self)
 
+    @classmethod
+    def from_manifest(cls, value: Any, *, source: str) -> PostprocessOptions:
+        """Options a model folder recommends (``model.json`` key ``postprocessing``).
+
+        Raises
+        ------
+        SegmentationError
+            Not a mapping of known option names to valid values.
+        """
+        known = set(cls.__dataclass_fields__)
+        if not isinstance(value, dict) or set(value) - known:
+            msg = format_error(
+                f"the model's recommended post-processing is not valid: {value!r}",
+                path=source, expected=f"a mapping with keys among {sorted(known)}",
+                fix="correct the 'postprocessing' entry of model.json (and re-write its manifest), "
+                "or pass the post-processing options explicitly",
+            )
+            raise SegmentationError(msg)
+        return cls(**value)
+
 
 def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of a boolean mask (empty stays empty; ties: lowest label)."""

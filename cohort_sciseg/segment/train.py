@@ -167,6 +167,15 @@ class TrainSettings:
         folder, whose preprocessed data and plans are reused) up to ``epochs`` in the
         first attempt, instead of starting from scratch. Not bit-identical to an
         uninterrupted run (the data loader's random state restarts from ``seed``).
+    init_weights
+        Fine-tune: start from the network weights of this checkpoint (a training
+        checkpoint or an exported model's ``checkpoint_final.pth``; same plans, hence
+        the same work folder) with a fresh optimizer and a new schedule of ``epochs``
+        epochs from ``initial_lr``. Exclusive with ``from_checkpoint``.
+    initial_lr
+        Initial learning rate of nnU-Net's poly schedule (nnU-Net's default 0.01).
+    oversample_foreground
+        Share of patches centred on a foreground voxel (nnU-Net's default 0.33).
     threads
         torch threads for training and evaluation (0: all cores). One thread avoids
         OpenMP stalls when the cores are shared with other work.
@@ -189,15 +198,18 @@ class TrainSettings:
     max_attempts: int = 2
     quick: bool = False
     from_checkpoint: Path | None = None
+    init_weights: Path | None = None
+    initial_lr: float = 0.01
+    oversample_foreground: float = 0.66
     threads: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """JSON-friendly dict (paths as strings, tuples as lists)."""
         out = asdict(self)
         out["data"] = None if self.data is None else self.data.as_posix()
-        out["from_checkpoint"] = (
-            None if self.from_checkpoint is None else self.from_checkpoint.as_posix()
-        )
+        for key in ("from_checkpoint", "init_weights"):
+            value = getattr(self, key)
+            out[key] = None if value is None else value.as_posix()
         return json.loads(json.dumps(out))
 
 
@@ -445,11 +457,13 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Summary metrics from per-case evaluation rows.
 
     Keys: ``cord_dice_real`` (mean over held-out real scans against manual or
-    automatic cord masks, without inserted lesions), ``lesion_dice_real_synthetic``
+    automatic cord masks, without inserted lesions; ``cord_dice_real_raw``: the
+    same of the raw network output), ``lesion_dice_real_synthetic``
     and ``cord_dice_real_synthetic`` (held-out real cords with inserted lesions),
     ``cord_dice_synthetic``/``lesion_dice_synthetic`` (held-out phantoms),
     ``scisegv2_cord_dice``/``scisegv2_lesion_dice`` (cases whose reference is
-    SCIsegV2's prediction), the gate inputs, and ``cases`` (the rows).
+    SCIsegV2's prediction), ``cord_dice_real_train`` (real *training* scans: the
+    fit, never a held-out figure), the gate inputs, and ``cases`` (the rows).
     """
 
     def mean(kind: str, key: str, reference: str | None = None) -> float | None:
@@ -463,16 +477,19 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return float(np.mean(vals)) if vals else None
 
     real_plain = [r for r in rows if r["kind"] == "real" and r["reference"] != "scisegv2"]
+    raw_plain = [r["cord_dice_raw"] for r in real_plain if r.get("cord_dice_raw") is not None]
     out: dict[str, Any] = {
         "cord_dice_real": (
             float(np.mean([r["cord_dice"] for r in real_plain])) if real_plain else None
         ),
+        "cord_dice_real_raw": float(np.mean(raw_plain)) if raw_plain else None,
         "cord_dice_real_synthetic": mean("real+lesions", "cord_dice"),
         "lesion_dice_real_synthetic": mean("real+lesions", "lesion_dice"),
         "cord_dice_synthetic": mean("synthetic", "cord_dice"),
         "lesion_dice_synthetic": mean("synthetic", "lesion_dice"),
         "scisegv2_cord_dice": mean("real", "cord_dice", "scisegv2"),
         "scisegv2_lesion_dice": mean("real", "lesion_dice", "scisegv2"),
+        "cord_dice_real_train": mean("real-train", "cord_dice"),
     }
     gate_kind = "real+lesions" if out["lesion_dice_real_synthetic"] is not None else "synthetic"
     gate_rows = [r for r in rows if r["kind"] == gate_kind and r.get("lesion_dice") is not None]
@@ -628,7 +645,8 @@ def synthetic_cases(
 
 
 def evaluation_cases(settings: TrainSettings, work: Path) -> list[Case]:
-    """Held-out cases: real held-out scans (as is and with inserted lesions) and new phantoms."""
+    """Evaluation cases: held-out real scans (as is and with inserted lesions), new phantoms, and
+    the real training scans as is (kind ``real-train``: the fit, summarised apart)."""
     cases: list[Case] = []
     if settings.data is not None:
         for sub, img, mask, source, lesion in find_real_scans(settings.data):
@@ -641,6 +659,12 @@ def evaluation_cases(settings: TrainSettings, work: Path) -> list[Case]:
             for k in range(_EVAL_LESION_DRAWS):
                 rng = np.random.default_rng([_EVAL_SEED, zlib.crc32(sub.encode()), k])
                 cases.append(_with_lesions(base, rng, f"{base.name}_evalles{k}"))
+        # the real training scans as is: how well the network fits what it saw (kept apart)
+        for sub, img, mask, source, lesion in find_real_scans(settings.data):
+            if sub in settings.holdout or lesion is not None:
+                continue
+            fit = _load_real(img, mask, lesion, sub, source)
+            cases.append(replace(fit, name=f"{fit.name}_train", kind="real-train"))
     cases += synthetic_cases(
         work / "eval_phantoms", seed=settings.seed + 10_000, subjects_per_site=1, prefix="eval"
     )
@@ -738,12 +762,14 @@ def plan_and_preprocess(settings: TrainSettings, work: Path, n_cases: int) -> di
 
 
 def train_once(
-    settings: TrainSettings, work: Path, *, seed: int, epochs: int, resume: Path | None = None
+    settings: TrainSettings, work: Path, *, seed: int, epochs: int, resume: Path | None = None,
+    init_weights: Path | None = None,
 ) -> Path:
     """Train one model from the preprocessed data; returns its ``checkpoint_final.pth``.
 
     ``resume``: a training checkpoint to continue from (copied first, since the
-    results folder is replaced).
+    results folder is replaced). ``init_weights``: a checkpoint whose network
+    weights start a new schedule (fine-tuning).
     """
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -778,13 +804,34 @@ def train_once(
     trainer.num_epochs = int(epochs)
     trainer.num_iterations_per_epoch = int(settings.iterations_per_epoch)
     trainer.num_val_iterations_per_epoch = int(settings.val_iterations_per_epoch)
-    # more patches centred on foreground: the lesion class is tiny
-    trainer.oversample_foreground_percent = 0.66
+    trainer.initial_lr = float(settings.initial_lr)
+    # by default more patches centred on foreground than nnU-Net's 0.33: the lesion class is tiny
+    trainer.oversample_foreground_percent = float(settings.oversample_foreground)
     trainer.save_every = 10**9
     if resume is not None:
         trainer.load_checkpoint(str(resume))
+    elif init_weights is not None:
+        trainer.initialize()
+        trainer.network.load_state_dict(load_network_weights(init_weights))
     trainer.run_training()
     return Path(trainer.output_folder) / "checkpoint_final.pth"
+
+
+def load_network_weights(checkpoint_path: Path) -> dict[str, Any]:
+    """fp32 network weights of a training or exported checkpoint (compile/DDP prefixes removed).
+
+    Only for checkpoints this project made (``torch.load`` unpickles): the exported
+    demo model is checked against its manifest before it is used.
+    """
+    import torch
+
+    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    weights = ckpt["network_weights"]
+    out = {}
+    for key, value in weights.items():
+        name = key.removeprefix("_orig_mod.").removeprefix("module.")
+        out[name] = value.float() if value.is_floating_point() else value
+    return out
 
 
 def export_model(checkpoint_path: Path, work: Path, model_dir: Path) -> Path:
@@ -831,17 +878,27 @@ def predict_rpi(predictor: Any, image: npt.NDArray[Any], affine: npt.NDArray[np.
 
 
 def evaluate(trainer_dir: Path, cases: Sequence[Case], log: Path) -> dict[str, Any]:
-    """Cord and lesion Dice of the exported model on ``cases`` (see :func:`summarize`)."""
+    """Cord and lesion Dice of the exported model on ``cases`` (see :func:`summarize`).
+
+    Each row has the cord Dice of the raw network output (``cord_dice_raw``) and of
+    its largest component (``cord_dice_largest``); ``cord_dice`` is the one of the
+    post-processing :func:`choose_postprocessing` picks on the training scans.
+    """
+    from cohort_sciseg.segment.postprocess import keep_largest_component
+
     rows = []
     with _quiet(log):
         predictor = load_predictor(trainer_dir)
         for case in cases:
             seg = predict_rpi(predictor, case.image, case.affine)
+            raw = dice(seg > 0, case.labels > 0)
             row: dict[str, Any] = {
                 "case": case.name,
                 "kind": case.kind,
                 "reference": case.reference,
-                "cord_dice": dice(seg > 0, case.labels > 0),
+                "cord_dice": raw,
+                "cord_dice_raw": raw,
+                "cord_dice_largest": dice(keep_largest_component(seg > 0), case.labels > 0),
                 "lesion_dice": None,
                 "lesion_ref_voxels": int((case.labels == 2).sum()),
                 "lesion_pred_voxels": int((seg == 2).sum()),
@@ -849,10 +906,36 @@ def evaluate(trainer_dir: Path, cases: Sequence[Case], log: Path) -> dict[str, A
             if case.has_lesion_reference:
                 row["lesion_dice"] = dice(seg == 2, case.labels == 2)
             rows.append(row)
-    return summarize(rows)
+    choice = choose_postprocessing(rows)
+    if choice.get("keep_largest_cord"):
+        rows = [{**r, "cord_dice": r["cord_dice_largest"]} for r in rows]
+    out = summarize(rows)
+    out["postprocessing"] = choice
+    return out
+
+
+def choose_postprocessing(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Post-processing to recommend in the manifest, chosen on the real *training* scans only.
+
+    As nnU-Net's own ``determine_postprocessing`` does on its training folds: keep the
+    largest cord component when that raises the mean cord Dice of the training scans
+    (``real-train`` rows); never chosen on held-out data. Lesions are never removed by
+    it. Returns ``{}`` (no post-processing) without training-scan rows.
+    """
+    fit = [r for r in rows if r["kind"] == "real-train"]
+    if not fit:
+        return {}
+    raw = float(np.mean([r["cord_dice_raw"] for r in fit]))
+    largest = float(np.mean([r["cord_dice_largest"] for r in fit]))
+    return {"keep_largest_cord": True} if largest > raw else {}
 
 
 # --------------------------------------------------------------------------- driver
+
+
+def _foreground_patches(settings: TrainSettings) -> int:
+    """Patches per batch nnU-Net centres on foreground (its data loader rounds the share per batch)."""
+    return settings.batch_size - round(settings.batch_size * (1 - settings.oversample_foreground))
 
 
 def _fmt(value: float | None) -> str:
@@ -876,12 +959,26 @@ def write_model_card(
     )
     rows = "\n".join(
         f"| {r['case']} | {r['kind']} | {r['reference']} | {_fmt(r['cord_dice'])} | "
+        f"{_fmt(r.get('cord_dice_raw'))} | "
         f"{_fmt(r['lesion_dice'])} | {r['lesion_ref_voxels']} | {r['lesion_pred_voxels']} |"
         for r in metrics["cases"]
+    )
+    post = metrics.get("postprocessing") or {}
+    post_text = (
+        "`keep_largest_cord` (the largest 26-connected cord component; lesions are never "
+        "removed), recommended in `model.json` because it raised the mean cord Dice of the "
+        "real *training* scans (chosen on them only, as nnU-Net's `determine_postprocessing` "
+        "does on its training folds). The engine applies it when the user passes no "
+        "post-processing option of their own; `--no-postprocessing` gives the raw network "
+        "output (SCT's default path); both figures are below."
+        if post.get("keep_largest_cord")
+        else "none: the raw network output, as SCT's default path."
     )
     tries = "\n".join(
         f"- attempt {i + 1}: seed {a['seed']}, {a['epochs']} epochs, {a['train_s']:.0f} s training"
         + (f" (continued from `{a['resumed_from']}`)" if a.get("resumed_from") else "")
+        + (f" (fine-tuned from the weights of `{a['fine_tuned_from']}`)"
+           if a.get("fine_tuned_from") else "")
         + f", gate: {a['gate']}"
         for i, a in enumerate(attempts)
     )
@@ -921,31 +1018,38 @@ voxels (I-S x P-A x R-L) at {settings.spacing_mm} mm isotropic; z-score intensit
 ## Schedule
 
 nnU-Net's own fingerprint/planning/preprocessing, plans reduced as above; nnUNetTrainer
-(SGD, poly learning rate from 0.01, Dice + BCE region loss) on CPU, batch size
+(SGD, poly learning rate from {settings.initial_lr:g}, Dice + BCE region loss) on CPU, batch size
 {settings.batch_size}, {final["epochs"]} epochs x {settings.iterations_per_epoch} iterations,
-{int(0.66 * 100)} % foreground-centred patches, seed {final["seed"]}.
+foreground oversampling {settings.oversample_foreground:g} (nnU-Net rounds it per batch: {_foreground_patches(settings)} of
+{settings.batch_size} patches centred on foreground), seed {final["seed"]}.
 
 {tries}
 
 Lesion gate: a model whose lesion Dice on held-out synthetic lesions is below
 {settings.min_lesion_dice} (or that misses a lesion case entirely) is not exported.
 
-## Measured accuracy (held-out data only; SCT's inference path, no TTA)
+## Post-processing
+
+{post_text}
+
+## Measured accuracy (SCT's inference path, no TTA; held-out data except the last row)
 
 | measure | value |
 |---|---|
 | cord Dice, held-out real scans (manual masks) | {_fmt(metrics["cord_dice_real"])} |
+| cord Dice, held-out real scans, raw network output (`--no-postprocessing`) | {_fmt(metrics.get("cord_dice_real_raw"))} |
 | cord Dice, held-out real scans with synthetic lesions | {_fmt(metrics["cord_dice_real_synthetic"])} |
 | lesion Dice, synthetic lesions in held-out real cords | {_fmt(metrics["lesion_dice_real_synthetic"])} |
 | sub-sctfakelesion cord Dice vs SCIsegV2 | {_fmt(metrics["scisegv2_cord_dice"])} |
 | sub-sctfakelesion lesion Dice vs SCIsegV2 | {_fmt(metrics["scisegv2_lesion_dice"])} |
 | cord Dice, held-out phantoms | {_fmt(metrics["cord_dice_synthetic"])} |
 | lesion Dice, held-out phantoms | {_fmt(metrics["lesion_dice_synthetic"])} |
+| cord Dice, real *training* scans (fit, not held out) | {_fmt(metrics.get("cord_dice_real_train"))} |
 
 Per case:
 
-| case | kind | reference | cord Dice | lesion Dice | lesion voxels (ref) | lesion voxels (pred) |
-|---|---|---|---|---|---|---|
+| case | kind | reference | cord Dice | cord Dice (raw) | lesion Dice | lesion voxels (ref) | lesion voxels (pred) |
+|---|---|---|---|---|---|---|---|
 {rows}
 
 These are a few scans: the numbers say the pipeline works, not how SCIseg or this
@@ -1018,7 +1122,7 @@ def train_demo_model(
 
     # continuing a checkpoint: keep the plans and preprocessed data it was trained on
     plans_file = work / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json"
-    if settings.from_checkpoint is None or not plans_file.is_file():
+    if (settings.from_checkpoint is None and settings.init_weights is None) or not plans_file.is_file():
         with _quiet(log):
             plan_and_preprocess(settings, work, len(train_cases))
 
@@ -1032,7 +1136,8 @@ def train_demo_model(
         logger.info("attempt %d: seed %d, %d epochs", attempt + 1, seed, epochs)
         with _quiet(log):
             ckpt = train_once(settings, work, seed=seed, epochs=epochs,
-                              resume=settings.from_checkpoint if attempt == 0 else None)
+                              resume=settings.from_checkpoint if attempt == 0 else None,
+                              init_weights=settings.init_weights)
         train_s = time.monotonic() - t1
         trainer_dir = export_model(ckpt, work, staging)
         metrics = evaluate(trainer_dir, eval_cases, log)
@@ -1040,6 +1145,10 @@ def train_demo_model(
         resumed = settings.from_checkpoint if attempt == 0 else None
         attempts.append({"seed": seed, "epochs": epochs, "train_s": train_s, "gate": reason,
                          "resumed_from": None if resumed is None else resumed.as_posix(),
+                         "fine_tuned_from": (None if settings.init_weights is None
+                                             else settings.init_weights.as_posix()),
+                         "initial_lr": settings.initial_lr,
+                         "oversample_foreground": settings.oversample_foreground,
                          "passed": passed,
                          "metrics": {k: v for k, v in metrics.items() if k != "cases"}})
         logger.info("attempt %d: %s; cord Dice real %s, synthetic %s", attempt + 1, reason,
@@ -1057,15 +1166,38 @@ def train_demo_model(
         )
         raise SegmentationError(msg, path=work)
 
+    data_summary = _data_summary(settings, real, len(synth))
+    if model_dir.exists():
+        shutil.rmtree(model_dir / TRAINER_FOLDER, ignore_errors=True)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(staging / TRAINER_FOLDER, model_dir / TRAINER_FOLDER)
+    wall = time.monotonic() - t0
+    data_summary["wall_s"] = wall
+    extra = {
+        "command": command,
+        "settings": settings.as_json(),
+        "seed": attempts[-1]["seed"],
+        "epochs": attempts[-1]["epochs"],
+        "data": {k: v for k, v in data_summary.items() if k != "description"},
+        "holdout": list(settings.holdout) if settings.data is not None else [],
+        "attempts": attempts,
+    }
+    size = _write_card_and_manifest(model_dir, settings, metrics, extra, data_summary)
+    logger.info("exported %s (%.2f MB) in %.0f s", model_dir, size / 1e6, wall)
+    return TrainResult(model_dir, metrics, tuple(attempts), wall)
+
+
+def _data_summary(settings: TrainSettings, real: Sequence[Case], n_phantoms: int) -> dict[str, Any]:
+    """What the model was trained on (manifest ``data`` and the card's description)."""
     n_real_scans = len({c.name.split("_les")[0] for c in real})
-    data_summary: dict[str, Any] = {
-        "n_training": len(train_cases),
+    return {
+        "n_training": len(real) + n_phantoms,
         "composition": (
             f"{n_real_scans} real scans as is + {len(real) - n_real_scans} copies with synthetic "
-            f"lesions, {len(synth)} phantoms"
+            f"lesions, {n_phantoms} phantoms"
         ),
         "real_training_scans": sorted({c.name.split("_les")[0] for c in real}),
-        "phantoms": len(synth),
+        "phantoms": n_phantoms,
         "description": (
             f"Real sagittal T2w scans of `spine-t2w` (SCT test data, MIT) with their cord masks, "
             f"each as is and with {settings.lesion_copies} copies carrying 1-3 synthetic "
@@ -1077,14 +1209,20 @@ def train_demo_model(
             f"of the three site styles); no real data."
         ),
     }
-    if model_dir.exists():
-        shutil.rmtree(model_dir / TRAINER_FOLDER, ignore_errors=True)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(staging / TRAINER_FOLDER, model_dir / TRAINER_FOLDER)
+
+
+def _write_card_and_manifest(
+    model_dir: Path,
+    settings: TrainSettings,
+    metrics: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    data_summary: Mapping[str, Any],
+) -> int:
+    """Write MODEL_CARD.md and model.json of an exported model; returns its size in bytes."""
     size = sum(p.stat().st_size for p in (model_dir / TRAINER_FOLDER).rglob("*") if p.is_file())
-    wall = time.monotonic() - t0
-    data_summary["wall_s"] = wall
-    write_model_card(model_dir, settings, metrics, attempts, command, data_summary, size)
+    write_model_card(model_dir, settings, metrics, extra["attempts"], extra["command"],
+                     data_summary, size)
+    post = metrics.get("postprocessing")
     write_manifest(
         model_dir,
         name=MODEL_NAME,
@@ -1093,19 +1231,52 @@ def train_demo_model(
             "description": "small demo model in SCIseg's format, NOT SCIseg; not for clinical "
             "or research conclusions",
             "trained_by": "cohort_sciseg.segment.train",
-            "command": command,
-            "settings": settings.as_json(),
-            "seed": attempts[-1]["seed"],
-            "epochs": attempts[-1]["epochs"],
-            "data": {k: v for k, v in data_summary.items() if k != "description"},
-            "holdout": list(settings.holdout) if settings.data is not None else [],
-            "attempts": attempts,
+            **extra,
             "metrics": metrics,
+            # read by the engine: applied when the user passes no post-processing of their own
+            **({"postprocessing": post} if post else {}),
         },
     )
     check_manifest(model_dir)
-    logger.info("exported %s (%.2f MB) in %.0f s", model_dir, size / 1e6, wall)
-    return TrainResult(model_dir, metrics, tuple(attempts), wall)
+    return size
+
+
+def reevaluate_model(
+    settings: TrainSettings, model_dir: str | os.PathLike[str], *,
+    work_dir: str | os.PathLike[str], command: str = "",
+) -> dict[str, Any]:
+    """Evaluate an exported model again and rewrite its card and manifest (weights unchanged).
+
+    For a model trained before the evaluation changed (e.g. the post-processing
+    choice): the same held-out and training cases as :func:`train_demo_model` would
+    use with ``settings``; how it was trained (command, settings, attempts) is kept
+    from its manifest, and ``command`` is recorded as ``evaluated_by``.
+
+    Raises
+    ------
+    SegmentationError
+        ``model_dir`` does not match its manifest, or holds no trained model.
+    """
+    model = Path(model_dir).expanduser().absolute()
+    check = check_manifest(model)
+    if check.status != "verified" or "attempts" not in check.manifest:
+        msg = format_error("not a model exported by this training script", path=model,
+                           expected="a model folder with a verified model.json listing its attempts",
+                           fix="pass the --out folder of an earlier training run")
+        raise SegmentationError(msg, path=model)
+    old = check.manifest
+    work = Path(work_dir).expanduser().absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    _set_nnunet_environment(work)
+    metrics = evaluate(model / TRAINER_FOLDER, evaluation_cases(settings, work), work / "nnunet.log")
+    data_summary = _data_summary(settings, real_training_cases(settings),
+                                 int(old.get("data", {}).get("phantoms", 0)))
+    data_summary["wall_s"] = float(old.get("data", {}).get("wall_s", 0.0))
+    extra: dict[str, Any] = {k: old[k] for k in ("command", "settings", "seed", "epochs", "data", "holdout",
+                                 "attempts") if k in old}
+    extra["evaluated_by"] = command
+    _write_card_and_manifest(model, settings, metrics, extra, data_summary)
+    return metrics
 
 
 def _default_data() -> Path | None:
@@ -1140,9 +1311,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-checkpoint", type=Path, default=None,
         help="continue this training checkpoint (same --work and settings) to --epochs",
     )
+    p.add_argument(
+        "--init-weights", type=Path, default=None,
+        help="fine-tune: start from this checkpoint's network weights (same --work) with a new "
+        "schedule of --epochs from --initial-lr",
+    )
+    p.add_argument("--initial-lr", type=float, default=None,
+                   help="initial learning rate of the poly schedule (default 0.01)")
+    p.add_argument("--oversample-foreground", type=float, default=None,
+                   help="share of foreground-centred patches (default 0.66)")
     p.add_argument("--crop-margin-mm", type=float, default=None,
                    help="margin around the cord when cropping real training scans (default: no cropping)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument(
+        "--reevaluate", action="store_true",
+        help="do not train: evaluate the model already in --out again (same data options) and "
+        "rewrite its MODEL_CARD.md and model.json",
+    )
     p.add_argument(
         "--quick", action="store_true",
         help="CI smoke run: phantoms only, short schedule, lesion gate off",
@@ -1172,9 +1357,18 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         )
         raise SegmentationError(msg, path=data)
     changes: dict[str, Any] = {"seed": args.seed, "data": data, "holdout": tuple(args.holdout),
-                               "from_checkpoint": args.from_checkpoint}
+                               "from_checkpoint": args.from_checkpoint,
+                               "init_weights": args.init_weights}
+    if args.from_checkpoint is not None and args.init_weights is not None:
+        msg = format_error(
+            "--from-checkpoint and --init-weights were both given", path=args.init_weights,
+            expected="continue one training (--from-checkpoint) or fine-tune from weights "
+            "(--init-weights)",
+            fix="pass one of the two",
+        )
+        raise SegmentationError(msg, path=args.init_weights)
     for key in ("epochs", "iterations_per_epoch", "min_lesion_dice", "max_attempts", "threads",
-                "crop_margin_mm"):
+                "crop_margin_mm", "initial_lr", "oversample_foreground"):
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
@@ -1194,6 +1388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = settings_from_args(args)
+        if args.reevaluate:
+            work = args.work or Path(tempfile.gettempdir()) / f"cohort-sciseg-eval-{args.out.name}"
+            metrics = reevaluate_model(settings, args.out, work_dir=work, command=command)
+            logger.info("metrics: %s", json.dumps({k: v for k, v in metrics.items() if k != "cases"}))
+            return 0
         result = train_demo_model(settings, args.out, work_dir=args.work, command=command)
     except SegmentationError as exc:
         logger.error("%s", exc)

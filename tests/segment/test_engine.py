@@ -303,3 +303,83 @@ def test_cli_main_parses_options_and_reports_errors(
     err = capsys.readouterr().err
     assert "cohort-sciseg segment: error:" in err
     assert "model folder not found" in err
+
+
+# ------------------------------------------------------------ model-recommended post-processing
+
+
+def _model_recommending(tmp_path: Path, value: object) -> Path:
+    """A tiny model whose model.json recommends ``value`` as post-processing."""
+    from cohort_sciseg.segment.manifest import write_manifest
+
+    model = make_tiny_model(tmp_path / "recommends", seed=0)
+    manifest = json.loads((model / "model.json").read_text())
+    extra = {k: v for k, v in manifest.items() if k not in ("name", "version", "files", "format")}
+    write_manifest(model, name=manifest["name"], version=manifest.get("version", ""),
+                   extra={**extra, "postprocessing": value})
+    return model
+
+
+def test_model_recommended_postprocessing_applies_unless_the_user_chooses(
+    tmp_path: Path, fresh_cache: None
+) -> None:
+    model = _model_recommending(tmp_path, {"keep_largest_cord": True})
+    engine = SegmentationEngine(EngineSettings(model=str(model), device="cpu"))
+    # two cord blobs and a lesion in the smaller one: the cord keeps its largest part only
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:12, 2:12, 2:12] = 1
+    labels[15:18, 15:18, 15:18] = 1
+    labels[16, 16, 16] = 2
+    affine = np.eye(4)
+    recommended = engine._result(labels, affine, None)
+    assert recommended.cord.sum() == 1000
+    assert recommended.lesion.sum() == 1  # lesions are never removed
+    raw = engine._result(labels, affine, PostprocessOptions())  # --no-postprocessing
+    assert raw.cord.sum() == 1000 + 27
+    assert engine.settings_record()["postprocessing_source"] == "model"
+    assert engine.settings_record()["postprocessing"]["keep_largest_cord"] is True
+    user = engine.settings_record(PostprocessOptions(fill_holes="3d"))
+    assert user["postprocessing_source"] == "user"
+    assert user["postprocessing"]["keep_largest_cord"] is False
+
+
+def test_model_without_recommendation_is_raw_as_sct(tiny_model: Path, fresh_cache: None) -> None:
+    engine = SegmentationEngine(EngineSettings(model=str(tiny_model), device="cpu"))
+    record = engine.settings_record()
+    assert record["postprocessing_source"] == "none"
+    assert not any(record["postprocessing"].values())
+
+
+def test_invalid_recommended_postprocessing_is_a_clear_error(tmp_path: Path, fresh_cache: None) -> None:
+    model = _model_recommending(tmp_path, {"keep_biggest": True})
+    engine = SegmentationEngine(EngineSettings(model=str(model), device="cpu"))
+    with pytest.raises(SegmentationError, match="recommended post-processing is not valid"):
+        engine.settings_record()
+
+
+def test_cli_segment_reports_and_overrides_the_model_recommendation(
+    tmp_path: Path, write_image: Callable[..., Path], fresh_cache: None
+) -> None:
+    model = _model_recommending(tmp_path, {"keep_largest_cord": True})
+    image = write_image("sub-04_T2w.nii.gz")
+    out = io.StringIO()
+    assert SegmentCommand(image=image, model=str(model), threads=1).run(out) == 0
+    assert "post-processing: keep_largest_cord (model)" in out.getvalue()
+    sidecar = image.with_name("sub-04_T2w_sc_seg.json")
+    settings = json.loads(sidecar.read_text())["GeneratedBy"][0]["Settings"]
+    assert settings["postprocessing"]["keep_largest_cord"] is True
+    out = io.StringIO()
+    assert SegmentCommand(image=image, model=str(model), threads=1, no_postprocessing=True).run(out) == 0
+    assert "post-processing: none (user)" in out.getvalue()
+    settings = json.loads(sidecar.read_text())["GeneratedBy"][0]["Settings"]
+    assert settings["postprocessing"]["keep_largest_cord"] is False
+
+
+def test_engine_setting_turns_the_recommendation_off(tmp_path: Path, fresh_cache: None) -> None:
+    model = _model_recommending(tmp_path, {"keep_largest_cord": True})
+    engine = SegmentationEngine(EngineSettings(model=str(model), device="cpu", postprocessing="none"))
+    record = engine.settings_record()
+    assert record["postprocessing"]["keep_largest_cord"] is False
+    assert record["postprocessing_source"] == "user"
+    with pytest.raises(SegmentationError, match="postprocessing='raw' is not valid"):
+        EngineSettings(postprocessing="raw")  # type: ignore[arg-type]

@@ -205,6 +205,47 @@ def test_summarize_groups_by_kind() -> None:
     assert len(s["cases"]) == 5
 
 
+def test_summarize_keeps_the_training_scans_fit_apart() -> None:
+    rows = [_row("real", "manual", 0.90, None), _row("real-train", "manual", 0.99, None),
+            _row("real-train", "manual", 0.97, None)]
+    s = train.summarize(rows)
+    assert s["cord_dice_real"] == pytest.approx(0.90)  # held-out only
+    assert s["cord_dice_real_train"] == pytest.approx(0.98)
+
+
+def test_fine_tune_settings() -> None:
+    args = train.build_parser().parse_args(
+        ["--out", "x", "--data", "none", "--init-weights", "w.pth", "--initial-lr", "0.003",
+         "--oversample-foreground", "0.33", "--epochs", "40"])
+    s = train.settings_from_args(args)
+    assert s.init_weights == Path("w.pth")
+    assert s.from_checkpoint is None
+    assert (s.initial_lr, s.oversample_foreground, s.epochs) == (0.003, 0.33, 40)
+    assert s.as_json()["init_weights"] == "w.pth"
+    defaults = train.settings_from_args(train.build_parser().parse_args(["--out", "x", "--data", "none"]))
+    assert (defaults.initial_lr, defaults.oversample_foreground, defaults.init_weights) == (0.01, 0.66, None)
+
+
+def test_fine_tune_and_continue_are_exclusive() -> None:
+    args = train.build_parser().parse_args(
+        ["--out", "x", "--data", "none", "--init-weights", "a.pth", "--from-checkpoint", "b.pth"])
+    with pytest.raises(SegmentationError, match="both given"):
+        train.settings_from_args(args)
+
+
+def test_load_network_weights_strips_prefixes_and_upcasts(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    w = torch.randn(4, 2, 3, 3, 3)
+    path = tmp_path / "ckpt.pth"
+    torch.save({"network_weights": {"_orig_mod.enc.weight": w.half(),
+                                    "module.norm.num_batches_tracked": torch.tensor(3)}}, path)
+    out = train.load_network_weights(path)
+    assert set(out) == {"enc.weight", "norm.num_batches_tracked"}
+    assert out["enc.weight"].dtype == torch.float32
+    assert torch.allclose(out["enc.weight"], w, atol=1e-2)
+    assert out["norm.num_batches_tracked"].dtype == torch.int64
+
+
 def test_summarize_falls_back_to_phantoms_for_the_gate() -> None:
     s = train.summarize([_row("synthetic", "phantom", 0.95, 0.0, 80, 0)])
     assert s["gate_cases"] == "synthetic"
@@ -334,3 +375,35 @@ def test_quick_training_produces_loadable_model(tmp_path: Path) -> None:
     loaded = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert "LOADED PlainConvUNet" in loaded.stdout, loaded.stderr[-3000:]
+
+    # fine-tuning starts from the given weights: one iteration at a vanishing learning rate
+    # gives back the same model (a network that ignored --init-weights would score ~0)
+    tuned = tmp_path / "tuned"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cohort_sciseg.segment.train", "--out", str(tuned), "--quick",
+         "--work", str(tmp_path / "work"), "--epochs", "1", "--iterations-per-epoch", "1",
+         "--initial-lr", "1e-9",
+         "--init-weights", str(trainer_dir / "fold_0" / "checkpoint_final.pth")],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tuned_manifest = json.loads((tuned / "model.json").read_text())
+    assert tuned_manifest["settings"]["init_weights"].endswith("checkpoint_final.pth")
+    assert tuned_manifest["metrics"]["cord_dice_synthetic"] == pytest.approx(
+        manifest["metrics"]["cord_dice_synthetic"], abs=0.01)
+    assert "fine-tuned from the weights of" in (tuned / "MODEL_CARD.md").read_text()
+
+
+def test_postprocessing_is_chosen_on_training_scans_only() -> None:
+    def row(kind: str, raw: float, largest: float) -> dict:
+        return {**_row(kind, "manual", raw, None), "cord_dice_raw": raw, "cord_dice_largest": largest}
+
+    # largest component helps the training scans: recommended, whatever the held-out scan says
+    rows = [row("real-train", 0.89, 0.91), row("real-train", 0.90, 0.90), row("real", 0.95, 0.80)]
+    assert train.choose_postprocessing(rows) == {"keep_largest_cord": True}
+    # it does not help them: none, even if it would help the held-out scan
+    rows = [row("real-train", 0.91, 0.90), row("real", 0.80, 0.95)]
+    assert train.choose_postprocessing(rows) == {}
+    assert train.choose_postprocessing([row("synthetic", 0.8, 0.9)]) == {}
+    s = train.summarize([{**row("real", 0.88, 0.92), "cord_dice": 0.92}])
+    assert (s["cord_dice_real"], s["cord_dice_real_raw"]) == (0.92, 0.88)
