@@ -16,13 +16,14 @@ Scans: the real ``sub-errsm11`` T2w (384 x 216 x 52, 1 mm) when ``../shared/data
 present (``$COHORT_SCISEG_TEST_DATA`` overrides), else a synthetic image of that size, and a
 small synthetic scan (64 x 64 x 48). Settings: tile step 0.5 / 1.0, mirroring (TTA) off / on
 on the small scan; the large scan at SCT's settings (step 0.5, no TTA) unless ``--full`` (all four:
-TTA is 8x the work). Model: a tiny seeded nnU-Net
-(:func:`cohort_sciseg.segment.testing.make_tiny_model`, 3 stages, features 4-8-16, patch 32^3)
-unless ``--model PATH`` (e.g. ``--model cohort_sciseg/models/demo``) is given.
+TTA is 8x the work). Model: the bundled demo model (``--model demo``, the default: 4 stages,
+features 8-16-32-64, patch 64 x 64 x 48, with its recommended post-processing), ``--model tiny``
+(:func:`cohort_sciseg.segment.testing.make_tiny_model`, 3 stages, features 4-8-16, patch 32^3) or
+``--model PATH``.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_segment.py --out benchmarks/results/segment.json
+    .venv/bin/python benchmarks/bench_segment.py --full --repeats 1 --out benchmarks/results/segment.json
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from cohort_sciseg.segment import SegmentationEngine, cache_info, clear_cache
+from cohort_sciseg.segment import SegmentationEngine, cache_info, clear_cache, demo_model_path
 from cohort_sciseg.segment.testing import make_tiny_model, textured_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +105,9 @@ def _fresh_process(model: Path, scan: Path, out: Path, tta: bool, step: float, r
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "segment.json")
-    p.add_argument("--model", type=Path, help="model folder (default: a tiny seeded model built here)")
+    p.add_argument("--model", default="demo",
+                   help="'demo' (bundled, default), 'tiny' (a tiny seeded model built here) or a model folder")
+    p.add_argument("--note", default="", help="conditions of the run, recorded in the results")
     p.add_argument("--repeats", type=int, default=2, help="calls per setting (median reported)")
     p.add_argument("--full", action="store_true", help="also TTA on the large scan (8x the work)")
     args = p.parse_args(argv)
@@ -112,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = args.model.resolve() if args.model else make_tiny_model(work / "tiny", seed=0)
-        model_label = str(args.model) if args.model else "tiny seeded PlainConvUNet (4-8-16, patch 32^3)"
+        if args.model == "tiny":
+            model = make_tiny_model(work / "tiny", seed=0)
+            model_label = "tiny seeded PlainConvUNet (4-8-16, patch 32^3)"
+        elif args.model == "demo":
+            model = demo_model_path()
+            model_label = "bundled demo model (PlainConvUNet 8-16-32-64, patch 64x64x48)"
+        else:
+            model = Path(args.model).resolve()
+            model_label = str(args.model)
         for name, scan in _scans(work).items():
             large = "384" in name
             for tta in (False, True):
@@ -147,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu_count": os.cpu_count(), "torch": torch.__version__},
-        "note": "CPU shared with other work during the run; ratios are the robust numbers",
+        "note": args.note,
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
