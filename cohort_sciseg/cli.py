@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from cohort_sciseg._version import __version__
-from cohort_sciseg.errors import CohortSciSegError
+from cohort_sciseg.errors import CohortSciSegError, SegmentationError, format_error
 
 if TYPE_CHECKING:
     from cohort_sciseg.synth import SynthCohort
@@ -508,14 +508,21 @@ class SegmentCommand:
         # Imported here, not at the top: `cohort-sciseg --help` and the other commands never load torch.
         from cohort_sciseg.segment import EngineSettings, PostprocessOptions, SegmentationEngine
 
-        post: PostprocessOptions | None = PostprocessOptions(
+        given = PostprocessOptions(
             keep_largest_cord=self.keep_largest_cord,
             fill_holes=self.fill_holes,  # type: ignore[arg-type]  # checked by PostprocessOptions
             remove_small_mm3=self.remove_small,
             remove_small_lesion_mm3=self.remove_small_lesions,
         )
-        if post is not None and not post.active and not self.no_postprocessing:
-            post = None  # no option given: what the model recommends (model.json), else none
+        if given.active and self.no_postprocessing:
+            msg = format_error(
+                "--no-postprocessing was given with post-processing options",
+                expected="either --no-postprocessing (raw output) or the options to apply",
+                fix="drop --no-postprocessing, or drop --keep-largest-cord/--fill-holes/--remove-small*",
+            )
+            raise SegmentationError(msg)
+        # no option given: what the model recommends (model.json), else none
+        post = None if not given.active and not self.no_postprocessing else given
         engine = SegmentationEngine(
             EngineSettings(
                 model=str(self.model),

@@ -383,3 +383,15 @@ def test_engine_setting_turns_the_recommendation_off(tmp_path: Path, fresh_cache
     assert record["postprocessing_source"] == "user"
     with pytest.raises(SegmentationError, match="postprocessing='raw' is not valid"):
         EngineSettings(postprocessing="raw")  # type: ignore[arg-type]
+
+
+def test_cli_no_postprocessing_with_options_is_a_clear_error(
+    tiny_model: Path, write_image: Callable[..., Path], tmp_path: Path, fresh_cache: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = write_image()
+    rc = main(["segment", str(image), "-o", str(tmp_path / "p"), "--model", str(tiny_model),
+               "--no-postprocessing", "--keep-largest-cord"])
+    assert rc != 0
+    assert "--no-postprocessing was given with post-processing options" in capsys.readouterr().err
+    assert not (tmp_path / "p_sc_seg.nii.gz").exists()
