@@ -521,8 +521,8 @@ class SegmentCommand:
                 fix="drop --no-postprocessing, or drop --keep-largest-cord/--fill-holes/--remove-small*",
             )
             raise SegmentationError(msg)
-        # no option given: what the model recommends (model.json), else none
-        post = None if not given.active and not self.no_postprocessing else given
+        # no option given: what the model recommends (model.json) unless --no-postprocessing, else none
+        post = given if given.active else None
         engine = SegmentationEngine(
             EngineSettings(
                 model=str(self.model),
@@ -533,6 +533,7 @@ class SegmentCommand:
                 tile_step_size=self.tile_step_size,
                 threads=self.threads,
                 trust_model=self.trust_model,
+                postprocessing="none" if self.no_postprocessing else "model",
             )
         )
         paths = engine.segment_file(self.image, self.output, postprocessing=post)
@@ -541,7 +542,7 @@ class SegmentCommand:
             f"model {info['name']} ({info['integrity']}, checksum {info['checksum'][:12]}), "
             f"folds {','.join(engine.key.folds)}, device {engine.key.device}, tta {'on' if engine.key.tta else 'off'}\n"
         )
-        settings = info["settings"] if post is None else engine.settings_record(post)
+        settings = engine.settings_record(post)
         done = [k for k, v in settings["postprocessing"].items() if v not in (None, False)]
         out.write(f"post-processing: {', '.join(done) or 'none'} ({settings['postprocessing_source']})\n")
         if info["integrity"] == "unverified":

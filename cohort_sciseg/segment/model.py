@@ -431,6 +431,15 @@ def _clean_state_dict(weights: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def load_network_weights(path: Path) -> dict[str, Any]:
+    """float32 network weights of an nnU-Net checkpoint file, ``torch.compile``/DDP prefixes removed.
+
+    Unpickles: only for files whose provenance is known (a manifest checked, or
+    checkpoints this project wrote, e.g. to fine-tune from).
+    """
+    return _clean_state_dict(_load_checkpoint(path)["network_weights"])
+
+
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     import torch
 

@@ -77,7 +77,7 @@ from cohort_sciseg.io import (
     write_json,
 )
 from cohort_sciseg.segment.manifest import MANIFEST_NAME, check_manifest, write_manifest
-from cohort_sciseg.segment.model import plain_unet_stages
+from cohort_sciseg.segment.model import load_network_weights, plain_unet_stages
 from cohort_sciseg.synth import find_masked_images, insert_lesions_into_arrays, synthesize_cohort
 
 __all__ = [
@@ -648,23 +648,22 @@ def evaluation_cases(settings: TrainSettings, work: Path) -> list[Case]:
     """Evaluation cases: held-out real scans (as is and with inserted lesions), new phantoms, and
     the real training scans as is (kind ``real-train``: the fit, summarised apart)."""
     cases: list[Case] = []
+    fit: list[Case] = []  # the real training scans as is: how well the network fits what it saw
     if settings.data is not None:
         for sub, img, mask, source, lesion in find_real_scans(settings.data):
-            if sub not in settings.holdout:
+            if sub not in settings.holdout and lesion is not None:
                 continue
             base = _load_real(img, mask, lesion, sub, source)
+            if sub not in settings.holdout:
+                fit.append(replace(base, name=f"{base.name}_train", kind="real-train"))
+                continue
             cases.append(base)
             if lesion is not None:
                 continue
             for k in range(_EVAL_LESION_DRAWS):
                 rng = np.random.default_rng([_EVAL_SEED, zlib.crc32(sub.encode()), k])
                 cases.append(_with_lesions(base, rng, f"{base.name}_evalles{k}"))
-        # the real training scans as is: how well the network fits what it saw (kept apart)
-        for sub, img, mask, source, lesion in find_real_scans(settings.data):
-            if sub in settings.holdout or lesion is not None:
-                continue
-            fit = _load_real(img, mask, lesion, sub, source)
-            cases.append(replace(fit, name=f"{fit.name}_train", kind="real-train"))
+    cases += fit
     cases += synthetic_cases(
         work / "eval_phantoms", seed=settings.seed + 10_000, subjects_per_site=1, prefix="eval"
     )
@@ -815,23 +814,6 @@ def train_once(
         trainer.network.load_state_dict(load_network_weights(init_weights))
     trainer.run_training()
     return Path(trainer.output_folder) / "checkpoint_final.pth"
-
-
-def load_network_weights(checkpoint_path: Path) -> dict[str, Any]:
-    """fp32 network weights of a training or exported checkpoint (compile/DDP prefixes removed).
-
-    Only for checkpoints this project made (``torch.load`` unpickles): the exported
-    demo model is checked against its manifest before it is used.
-    """
-    import torch
-
-    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    weights = ckpt["network_weights"]
-    out = {}
-    for key, value in weights.items():
-        name = key.removeprefix("_orig_mod.").removeprefix("module.")
-        out[name] = value.float() if value.is_floating_point() else value
-    return out
 
 
 def export_model(checkpoint_path: Path, work: Path, model_dir: Path) -> Path:
