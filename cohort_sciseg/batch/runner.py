@@ -33,6 +33,7 @@ import platform
 import re
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -293,9 +294,11 @@ def run_cohort(
         units=opts.units,
         resume=opts.resume,
         report=opts.report,
+        run_id=uuid.uuid4().hex,
     )
     _dataset_description(out, roots, describe)
     run_record = {
+        "run_id": config.run_id,
         "tool": f"cohort-sciseg {__version__}",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "bids_dirs": [str(r.resolve()) for r in roots],

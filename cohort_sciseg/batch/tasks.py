@@ -83,6 +83,9 @@ class TaskConfig:
     resume: bool = True
     #: write the scan's QC page and images (report/scans/) when the scan is done
     report: bool = True
+    #: this run's id, stored with each scan it commits: a task that runs again for a scan this
+    #: run already committed (its result was lost with a dead worker) reports it ``done``
+    run_id: str = ""
 
     @property
     def settings_dict(self) -> dict[str, Any]:
@@ -179,8 +182,14 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any], str, bool]:
-    """The store, key document and key of ``scan``, and whether it is already done."""
+def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any], str, str | None]:
+    """The store, key document and key of ``scan``, and what to report without work.
+
+    The last item is ``"done"`` when this run already committed the scan under its
+    key (the task runs again because its result was lost with a dead worker:
+    nothing is redone, with or without resume), ``"skipped"`` when an earlier run
+    did and ``config.resume`` is on, else ``None`` (do the work).
+    """
     store = RecordStore(config.out_dir)
     try:
         doc = key_document(
@@ -189,7 +198,12 @@ def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any],
     except OSError as exc:
         doc = {"scan_id": scan.scan_id, "unreadable": str(exc)}
     key = scan_key(doc)
-    return store, doc, key, bool(config.resume and store.is_done(scan.site, scan.scan_id, key))
+    current = store.current(scan.site, scan.scan_id)
+    if current is None or current.key != key or current.status != "done":
+        return store, doc, key, None
+    if config.run_id and (current.info or {}).get("run_id") == config.run_id:
+        return store, doc, key, "done"
+    return store, doc, key, "skipped" if config.resume else None
 
 
 def process_scan(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome:
@@ -229,9 +243,9 @@ def prepare_stage(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome |
     (its masks are the payload) and the device stage passes it through.
     """
     t0 = time.perf_counter()
-    store, doc, key, done = _start(scan, config)
-    if done:
-        return Outcome(scan.scan_id, scan.site, "skipped", key, worker_pid=os.getpid())
+    store, doc, key, already = _start(scan, config)
+    if already is not None:
+        return Outcome(scan.scan_id, scan.site, already, key, worker_pid=os.getpid())
     with _scan_log(config.out_dir, scan.scan_id):
         logger.info("scan %s (key %s, attempt %d): %s", scan.scan_id, key, attempt, scan.image_path)
         try:
@@ -314,7 +328,7 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
             status="done",
             tables=tables,
             attempt=attempt,
-            info={"key_document": staged.doc},
+            info={"key_document": staged.doc, "run_id": config.run_id},
         )
         logger.info("done in %.2f s (model %.2f s)", seconds, seconds_segment)
     return Outcome(

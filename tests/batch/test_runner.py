@@ -375,3 +375,31 @@ def test_a_corpus_of_bad_scans_gives_one_failure_each(tmp_path):
     assert good.cord_dice.eq(1.0).all()
     assert summary.counts.get("failed", 0) + (failures.stage == "discover").sum() == len(bad) + 1
     assert len(summary.failures) == len(bad) + 1
+
+
+def test_a_task_that_runs_again_in_the_same_run_reports_done_not_skipped(cohort, tmp_path):
+    """A scan's finished result can be lost with its worker, and Dask runs the task again:
+    the scan this run already committed counts as done (not skipped) and is not redone,
+    even with --no-resume; a later run with resume skips it."""
+    from cohort_sciseg.batch.store import RecordStore
+    from cohort_sciseg.batch.tasks import TaskConfig, process_scan
+
+    scan = find_scans(cohort).scans[0]
+    out = tmp_path / "run"
+    config = TaskConfig(out_dir=str(out), segmenter=STANDIN, run_id="run-1", report=False)
+    first = process_scan(scan, config)
+    assert first.status == "done"
+    committed = RecordStore(out).current(scan.site, scan.scan_id)
+    assert committed.info["run_id"] == "run-1"
+    pointer = out / ".cohort-sciseg" / "records" / scan.site / scan.scan_id / "CURRENT.json"
+    stamp = pointer.stat().st_mtime_ns
+    for resume in (True, False):
+        again = process_scan(scan, TaskConfig(out_dir=str(out), segmenter=STANDIN, run_id="run-1",
+                                              resume=resume, report=False))
+        assert again.status == "done"
+        assert pointer.stat().st_mtime_ns == stamp  # nothing redone
+    later = TaskConfig(out_dir=str(out), segmenter=STANDIN, run_id="run-2", report=False)
+    assert process_scan(scan, later).status == "skipped"
+    fresh = TaskConfig(out_dir=str(out), segmenter=STANDIN, run_id="run-3", resume=False, report=False)
+    assert process_scan(scan, fresh).status == "done"
+    assert RecordStore(out).current(scan.site, scan.scan_id).info["run_id"] == "run-3"
