@@ -289,6 +289,12 @@ class SynthCommand:
         return EXIT_OK
 
 
+_RESAMPLING_HELP = (
+    "resampling to and from the model's spacing: exact (nnU-Net's scipy path, as SCT; default) or torch "
+    "(the same operator as matrix products on the model's device: same masks, several times faster)"
+)
+
+
 def _segmenter_spec(plugin: str, model: str | None, options: list[str] | None) -> object:
     """The segmenter of ``run``: a plugin name and its ``KEY=VALUE`` options."""
     from cohort_sciseg.batch.segmenters import SegmenterSpec
@@ -298,6 +304,9 @@ def _segmenter_spec(plugin: str, model: str | None, options: list[str] | None) -
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CohortSciSegError(f"--segmenter-option {item!r}: expected KEY=VALUE")
+        if key in opts and opts[key] != _literal(value):
+            raise CohortSciSegError(f"--segmenter-option {key} given twice with different values "
+                                    f"({opts[key]!r}, {_literal(value)!r}): keep one")
         opts[key] = _literal(value)
     if model is not None:
         opts["model"] = model
@@ -341,12 +350,17 @@ class RunCommand:
     progress: bool = True
     exclude_ratings: Path | None = None
     report: bool = True
+    resampling: str | None = None
+    gpu_worker_threads: int | None = None
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
         from cohort_sciseg.batch.runner import RunOptions, run_cohort
 
-        spec = _segmenter_spec(self.segmenter, self.model, self.segmenter_options)
+        options_given = list(self.segmenter_options or [])
+        if self.resampling is not None:
+            options_given.append(f"resampling={self.resampling}")
+        spec = _segmenter_spec(self.segmenter, self.model, options_given)
         exclude: tuple[str, ...] = ()
         if self.exclude_ratings is not None:
             from cohort_sciseg.report.ratings import excluded_scans
@@ -367,6 +381,7 @@ class RunCommand:
             progress=self.progress,
             exclude_scans=exclude,
             report=self.report,
+            gpu_worker_threads="auto" if self.gpu_worker_threads is None else self.gpu_worker_threads,
         )
         summary = run_cohort(self.bids_dirs, self.output, options, stream=sys.stderr if self.progress else None)
         out.write(summary.format() + "\n")
@@ -502,6 +517,7 @@ class SegmentCommand:
     remove_small_lesions: float | None = None
     trust_model: bool = False
     no_postprocessing: bool = False
+    resampling: str = "exact"
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -534,13 +550,15 @@ class SegmentCommand:
                 threads=self.threads,
                 trust_model=self.trust_model,
                 postprocessing="none" if self.no_postprocessing else "model",
+                resampling=self.resampling,  # type: ignore[arg-type]  # checked by EngineSettings
             )
         )
         paths = engine.segment_file(self.image, self.output, postprocessing=post)
         info = engine.describe()
         out.write(
             f"model {info['name']} ({info['integrity']}, checksum {info['checksum'][:12]}), "
-            f"folds {','.join(engine.key.folds)}, device {engine.key.device}, tta {'on' if engine.key.tta else 'off'}\n"
+            f"folds {','.join(engine.key.folds)}, device {engine.key.device}, tta {'on' if engine.key.tta else 'off'}, "
+            f"resampling {engine.settings.resampling}\n"
         )
         settings = engine.settings_record(post)
         done = [k for k, v in settings["postprocessing"].items() if v not in (None, False)]
@@ -704,6 +722,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="local CPU worker processes (default: one per core left after the GPU workers)")
     r.add_argument("--gpus", default="auto", type=_gpus, metavar="N|auto",
                    help="local GPU workers, one per GPU (default auto: every visible NVIDIA GPU; 0: CPU only)")
+    r.add_argument("--gpu-worker-threads", type=int, metavar="N",
+                   help="threads of each local GPU worker: one runs the model, the others prepare and finish "
+                   "scans (default: from the cores per GPU, see cluster/README.md)")
+    r.add_argument("--resampling", choices=("exact", "torch"), help=_RESAMPLING_HELP + " (nnunet segmenter)")
     r.add_argument("--stages", choices=("auto", "split", "fused"), default="auto",
                    help="split each scan into prepare (CPU) / infer (GPU) / finish (CPU) tasks: auto = "
                    "when workers have GPUs (default)")
@@ -761,6 +783,7 @@ def _parser() -> argparse.ArgumentParser:
                    "post-processing (the bundled demo model recommends --keep-largest-cord)")
     g.add_argument("--trust-model", action="store_true",
                    help="accept a model folder that differs from its model.json (checkpoints are pickles)")
+    g.add_argument("--resampling", choices=("exact", "torch"), default="exact", help=_RESAMPLING_HELP)
 
     m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
     m.add_argument("-o", "--out", type=Path, default=Path("demo"))
@@ -804,7 +827,7 @@ def _command(
             segmenter_options=ns.segmenter_options, participant_labels=ns.participant_labels,
             scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, gpus=ns.gpus, stages=ns.stages, resume=ns.resume,
             retries=ns.retries, units=ns.units, progress=ns.progress, exclude_ratings=ns.exclude_ratings,
-            report=ns.report,
+            report=ns.report, resampling=ns.resampling, gpu_worker_threads=ns.gpu_worker_threads,
         )
     if ns.command == "report":
         return ReportCommand(out_dir=ns.out_dir, threads=ns.threads)
@@ -822,7 +845,7 @@ def _command(
             tta=ns.tta, device=ns.device, threads=ns.threads, tile_step_size=ns.tile_step_size,
             keep_largest_cord=ns.keep_largest_cord, fill_holes=ns.fill_holes, remove_small=ns.remove_small,
             remove_small_lesions=ns.remove_small_lesions, trust_model=ns.trust_model,
-            no_postprocessing=ns.no_postprocessing,
+            no_postprocessing=ns.no_postprocessing, resampling=ns.resampling,
         )
     if ns.command == "ratings" and ns.action == "worklist":
         return RatingsWorklistCommand(

@@ -5,9 +5,9 @@ Three kinds (see the documented examples in ``cluster/``):
 ``local``
     This machine: one worker process per GPU (each pinned with
     ``CUDA_VISIBLE_DEVICES``, advertising the resource ``GPU=1``, with
-    ``gpu_worker_threads`` threads: one runs the model while the others prepare and
-    finish scans) plus CPU-only workers on the remaining cores, or CPU workers only
-    when there is no GPU.
+    ``gpu_worker_threads`` threads, ``auto`` by default (:func:`gpu_worker_threads`):
+    one runs the model while the others prepare and finish scans) plus CPU-only
+    workers on the remaining cores, or CPU workers only when there is no GPU.
 ``slurm``
     dask-jobqueue's ``SLURMCluster``: ``options`` go to it verbatim (queue, account,
     cores, memory, walltime, ``job_extra_directives`` such as ``--gres=gpu:1``,
@@ -41,6 +41,7 @@ __all__ = [
     "ClusterConfig",
     "build_cluster",
     "count_gpus",
+    "gpu_worker_threads",
     "kubernetes_spec",
     "load_cluster_config",
     "local_worker_specs",
@@ -59,7 +60,7 @@ class ClusterConfig:
     gpus: int | str = 0  # local: number of GPUs or "auto"
     cpu_workers: int | None = None  # local: CPU-only workers (default: cores - GPU workers)
     threads_per_worker: int = 1
-    gpu_worker_threads: int = 4  # local: threads of a GPU worker (one runs the model, the rest feed it)
+    gpu_worker_threads: int | str = "auto"  # local: threads of a GPU worker ("auto": gpu_worker_threads())
     memory_limit: str | None = None
     gpus_per_worker: int = 0  # slurm / kubernetes
     workers: int = 1  # slurm jobs / kubernetes worker pods
@@ -118,6 +119,20 @@ def count_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+def gpu_worker_threads(cores: int, gpus: int) -> int:
+    """Threads of each local GPU worker (``gpu_worker_threads: auto``): 2 to 4, from the cores per GPU.
+
+    One thread runs the model; the others prepare and finish scans next to it, so that
+    a scan's preprocessed image and logits (tens of MB for a 320x256x19 scan) need not
+    travel between processes. They share the worker's GIL with the thread that launches
+    the network's kernels, so the worker keeps few of them: one feeder per 4 cores of its
+    GPU's share, at least 1 and at most 3. The remaining cores become CPU workers
+    (:func:`local_worker_specs`), which run the rest of the preparing and finishing.
+    """
+    per_gpu = max(1, cores // max(1, gpus))
+    return 1 + min(3, max(1, round(per_gpu / 4)))
+
+
 def local_worker_specs(config: ClusterConfig) -> dict[str, dict[str, Any]]:
     """Worker specs of a ``local`` cluster (for :class:`distributed.SpecCluster`)."""
     from distributed import Nanny
@@ -127,7 +142,9 @@ def local_worker_specs(config: ClusterConfig) -> dict[str, dict[str, Any]]:
     ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
     ids += [str(i) for i in range(len(ids), n_gpu)]
     cores = os.cpu_count() or 1
-    gpu_threads = max(1, int(config.gpu_worker_threads))
+    gpu_threads = (
+        gpu_worker_threads(cores, n_gpu) if config.gpu_worker_threads == "auto" else max(1, int(config.gpu_worker_threads))
+    )
     n_cpu = (
         config.cpu_workers
         if config.cpu_workers is not None

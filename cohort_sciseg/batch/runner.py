@@ -80,7 +80,8 @@ class RunOptions:
     cluster: str | None = None
     workers: int | None = None
     gpus: int | str = "auto"
-    gpu_worker_threads: int = 4
+    #: threads of each local GPU worker; "auto": from the cores (batch.clusters.gpu_worker_threads)
+    gpu_worker_threads: int | str = "auto"
     stages: str = "auto"
     threads_per_worker: int = 1
     resume: bool = True

@@ -42,10 +42,12 @@ from cohort_sciseg.segment.model import (
 )
 from cohort_sciseg.segment.outputs import SegmentationOutputs, default_prefix, output_paths
 from cohort_sciseg.segment.postprocess import PostprocessOptions, postprocess_masks
+from cohort_sciseg.segment.resample import RESAMPLING_MODES, Resampling, resample_to_shape
 
 __all__ = [
     "CACHE_SIZE",
     "DEFAULT_IMAGE_ORIENTATION",
+    "RESAMPLING_MODES",
     "EngineKey",
     "EngineSettings",
     "LabelSplit",
@@ -55,6 +57,7 @@ __all__ = [
     "PostprocessOptions",
     "PredictedLogits",
     "PreparedImage",
+    "Resampling",
     "SegmentationEngine",
     "SegmentationOutputs",
     "SegmentationResult",
@@ -69,6 +72,7 @@ __all__ = [
     "output_paths",
     "parse_labels",
     "postprocess_masks",
+    "resample_to_shape",
     "resolve_model_path",
     "segment_image",
     "write_manifest",

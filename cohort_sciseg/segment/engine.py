@@ -20,23 +20,18 @@ on every call. Engines refuse to be pickled: ship the settings and build the
 engine in the worker (the predictor never travels between processes).
 
 nnU-Net prints (the ``perform_everything_on_device`` notice of every CPU
-predictor, progress messages) and warns; both are captured and routed to this
-module's logger at DEBUG level so they never reach the user's terminal.
+predictor, progress messages) and warns; both are captured and logged at DEBUG
+level (:func:`~cohort_sciseg.segment.quiet.quiet_nnunet`) so they never reach the
+user's terminal.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
-import sys
-import threading
 import time
-import warnings
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -47,9 +42,8 @@ from cohort_sciseg.io import Volume, load_nifti, orientation_code, reorient, vox
 from cohort_sciseg.segment.model import (
     CheckpointChoice,
     LoadedNetwork,
-    ModelFolder,
+    ModelPlans,
     find_model,
-    load_network,
 )
 from cohort_sciseg.segment.outputs import (
     SegmentationOutputs,
@@ -60,6 +54,16 @@ from cohort_sciseg.segment.outputs import (
     write_sidecar,
 )
 from cohort_sciseg.segment.postprocess import PostprocessOptions, postprocess_masks
+from cohort_sciseg.segment.predictors import (
+    CACHE_SIZE,
+    EngineKey,
+    cache_info,
+    clear_cache,
+    get_entry,
+    get_plans,
+)
+from cohort_sciseg.segment.quiet import quiet_nnunet
+from cohort_sciseg.segment.resample import RESAMPLING_MODES, Resampling, with_resampling
 
 __all__ = [
     "CACHE_SIZE",
@@ -78,8 +82,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
-#: Loaded predictors kept per process (least recently used dropped first).
-CACHE_SIZE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,11 @@ class EngineSettings:
         model's ``model.json`` recommends (none for SCIseg's release: SCT's raw
         output), ``"none"`` gives the raw output always (``run --segmenter-option
         postprocessing=none``).
+    resampling
+        How images are resampled to the model's spacing and the logits back:
+        ``"exact"`` (nnU-Net's scipy path, SCT's) or ``"torch"`` (the same operator as
+        matrix products on the model's device, or CPU threads; same masks, several
+        times faster: :mod:`cohort_sciseg.segment.resample`).
     """
 
     model: str = "demo"
@@ -121,8 +128,15 @@ class EngineSettings:
     threads: int | None = None
     trust_model: bool = False
     postprocessing: Literal["model", "none"] = "model"
+    resampling: Resampling = "exact"
 
     def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING_MODES:
+            msg = format_error(f"resampling={self.resampling!r} is not valid",
+                               expected=f"one of {RESAMPLING_MODES} ('exact': nnU-Net's scipy path, as SCT; "
+                               "'torch': the same resampling on torch, faster)",
+                               fix="pass --resampling exact or torch (run: --segmenter-option resampling=torch)")
+            raise SegmentationError(msg)
         if self.postprocessing not in ("model", "none"):
             msg = format_error(f"postprocessing={self.postprocessing!r} is not valid",
                                expected="'model' (the model's recommendation, if any) or 'none' (raw)",
@@ -143,19 +157,6 @@ class EngineSettings:
             msg = format_error(f"threads={self.threads!r} is not valid", expected="an integer >= 1",
                                fix="pass --threads N with N >= 1, or leave it out")
             raise SegmentationError(msg)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineKey:
-    """Identity of a loaded predictor in the per-process cache."""
-
-    model_dir: str
-    folds: tuple[str, ...]
-    checkpoints: tuple[str, ...]
-    device: str
-    tta: bool
-    tile_step_size: float
-    trust_model: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,147 +222,6 @@ class PredictedLogits:
         return self.finished - self.started
 
 
-@dataclass(eq=False)
-class _Entry:
-    loaded: LoadedNetwork
-    predictor: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_cache: OrderedDict[EngineKey, _Entry] = OrderedDict()
-_cache_lock = threading.Lock()
-_stats = {"loads": 0, "hits": 0}
-
-
-def cache_info() -> dict[str, int]:
-    """``{"loads", "hits", "size"}`` of this process's predictor cache."""
-    with _cache_lock:
-        return {**_stats, "size": len(_cache)}
-
-
-def clear_cache() -> None:
-    """Drop every loaded predictor of this process and reset the counters."""
-    with _cache_lock:
-        _cache.clear()
-        _stats.update(loads=0, hits=0)
-
-
-class _Capture(io.StringIO):
-    """A thread-safe text buffer standing in for ``sys.stdout``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            return super().write(text)
-
-
-_quiet_lock = threading.Lock()
-_quiet_state: dict[str, Any] = {"depth": 0}
-
-
-@contextlib.contextmanager
-def _quiet_nnunet(what: str) -> Iterator[None]:
-    """Capture nnU-Net's prints and warnings; log them at DEBUG.
-
-    ``sys.stdout`` and the warning filters are process-wide, and a batch worker
-    runs stages of several scans in threads at once: the first thread in installs
-    one capture, the last one out restores the originals and logs what was caught
-    (nesting per thread would restore them in the wrong order).
-    """
-    with _quiet_lock:
-        if _quiet_state["depth"] == 0:
-            buf = _Capture()
-            catcher = warnings.catch_warnings(record=True)
-            caught = catcher.__enter__()
-            warnings.simplefilter("always")
-            _quiet_state.update(stdout=sys.stdout, buf=buf, catcher=catcher, caught=caught)
-            sys.stdout = buf
-        _quiet_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_state["depth"] -= 1
-            if _quiet_state["depth"] == 0:
-                sys.stdout = _quiet_state.pop("stdout")
-                _quiet_state.pop("catcher").__exit__(None, None, None)
-                text = _quiet_state.pop("buf").getvalue().strip()
-                caught = _quiet_state.pop("caught")
-                if text:
-                    logger.debug("nnU-Net output while %s: %s", what, text)
-                for w in caught:
-                    logger.debug("nnU-Net warning while %s: %s", what, w.message)
-
-
-def _torch_device(choice: str) -> str:
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        msg = format_error(
-            f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device",
-            expected="a CUDA GPU and a CUDA build of torch",
-            fix="use --device cpu (or auto), or install the CUDA build of torch on this machine",
-        )
-        raise SegmentationError(msg)
-    return choice
-
-
-def _build_predictor(loaded: LoadedNetwork, key: EngineKey) -> Any:
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    device = torch.device(key.device)
-    with _quiet_nnunet("creating the predictor"):
-        predictor = nnUNetPredictor(
-            tile_step_size=key.tile_step_size,
-            use_gaussian=True,
-            use_mirroring=key.tta,
-            perform_everything_on_device=device.type == "cuda",
-            device=device,
-            verbose=False,
-            verbose_preprocessing=False,
-            allow_tqdm=False,
-        )
-        predictor.manual_initialization(
-            loaded.network,
-            loaded.plans_manager,
-            loaded.configuration_manager,
-            loaded.parameters,
-            loaded.folder.dataset,
-            loaded.trainer_name,
-            loaded.mirroring_axes,
-        )
-    return predictor
-
-
-def _get_entry(key: EngineKey, folder: ModelFolder) -> _Entry:
-    with _cache_lock:
-        entry = _cache.get(key)
-        if entry is not None:
-            _cache.move_to_end(key)
-            _stats["hits"] += 1
-            return entry
-    # Loading happens outside the cache lock (it can take seconds); two threads racing on
-    # the same key both load, and the second result wins: correct, only wasteful.
-    with _quiet_nnunet("loading the model"):
-        loaded = load_network(folder, trust=key.trust_model)
-    entry = _Entry(loaded, _build_predictor(loaded, key))
-    with _cache_lock:
-        _cache[key] = entry
-        _cache.move_to_end(key)
-        _stats["loads"] += 1
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    logger.info("loaded model %s (folds %s, %s) on %s", folder.root, ",".join(key.folds),
-                ",".join(key.checkpoints), key.device)
-    return entry
-
-
 class SegmentationEngine:
     """Run an nnU-Net v2 cord/lesion model on images, the way SCT does.
 
@@ -374,9 +234,13 @@ class SegmentationEngine:
 
     Notes
     -----
-    Creating an engine reads the model folder (no unpickling); the network is loaded
-    on first use and cached per process (:func:`cache_info`). An engine cannot be
-    pickled: send its :attr:`settings` to the other process and build one there.
+    Creating an engine reads the model folder (no unpickling). Preparing and
+    finishing scans, :meth:`describe` and the post-processing choice need only the
+    model's plans and manifest (:func:`~cohort_sciseg.segment.predictors.get_plans`);
+    the network is unpickled on the first :meth:`infer` and cached per process
+    (:func:`cache_info`). ``device="cuda"`` is checked there too, so a CPU-only worker
+    can prepare and finish the scans of a GPU run. An engine cannot be pickled: send
+    its :attr:`settings` to the other process and build one there.
     """
 
     def __init__(self, settings: EngineSettings | None = None, **overrides: Any) -> None:
@@ -389,11 +253,12 @@ class SegmentationEngine:
             model_dir=str(self.folder.trainer_dir),
             folds=self.folder.folds,
             checkpoints=self.folder.checkpoint_names,
-            device=_torch_device(settings.device),
+            device=_device_choice(settings.device),
             tta=bool(settings.tta),
             tile_step_size=float(settings.tile_step_size),
             trust_model=bool(settings.trust_model),
         )
+        self._configuration: Any = None
 
     def __reduce__(self) -> NoReturn:
         msg = format_error(
@@ -413,22 +278,25 @@ class SegmentationEngine:
 
     def load(self) -> LoadedNetwork:
         """Load the model (manifest check, checkpoints, network) if this process has not yet."""
-        return _get_entry(self.key, self.folder).loaded
+        return get_entry(self.key, self.folder).loaded
+
+    def plans(self) -> ModelPlans:
+        """The model's plans and manifest check (no checkpoint unpickled), once per process."""
+        return get_plans(self.folder, trust=self.key.trust_model)
 
     @property
     def model_name(self) -> str:
         """Name from the manifest, else the model folder's name."""
-        entry = _get_entry(self.key, self.folder)
-        name = entry.loaded.integrity.manifest.get("name")
+        name = self.plans().integrity.manifest.get("name")
         return str(name) if name else self.folder.root.name
 
     def describe(self) -> dict[str, Any]:
         """``{"name", "checksum", "integrity", "settings"}``: provenance of this engine's outputs."""
-        entry = _get_entry(self.key, self.folder)
+        integrity = self.plans().integrity
         return {
             "name": self.model_name,
-            "checksum": entry.loaded.integrity.checksum,
-            "integrity": entry.loaded.integrity.status,
+            "checksum": integrity.checksum,
+            "integrity": integrity.status,
             "settings": self.settings_record(),
         }
 
@@ -438,7 +306,7 @@ class SegmentationEngine:
         Only a manifest that verified (or that the user trusted) is read; SCIseg's
         release has none, so its masks stay SCT's raw output.
         """
-        integrity = self.load().integrity
+        integrity = self.plans().integrity
         value = integrity.manifest.get("postprocessing")
         if value is None:
             return None
@@ -475,7 +343,17 @@ class SegmentationEngine:
             "label_layout": self.folder.labels.layout,
             "postprocessing": post.as_dict(),
             "postprocessing_source": source,
+            "resampling": self.settings.resampling,
         }
+
+    def _configuration_manager(self) -> Any:
+        """nnU-Net's configuration manager with this engine's resampling (built once per engine)."""
+        if self._configuration is None:
+            self._configuration = with_resampling(
+                self.plans().configuration_manager, self.settings.resampling,
+                device=_resampling_device(self.key.device), threads=self.settings.threads,
+            )
+        return self._configuration
 
     # --------------------------------------------------------------- prediction
 
@@ -489,16 +367,16 @@ class SegmentationEngine:
         """
         from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
 
-        loaded = self.load()
+        plans = self.plans()
         source = orientation_code(volume.affine)
         data, affine = reorient(np.asarray(volume.data), volume.affine, self.folder.image_orientation)
         spacing = voxel_sizes(affine)
         array = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))[None].astype(np.float32)
         props = {"spacing": [spacing[2], spacing[1], spacing[0]]}
-        with _quiet_nnunet("preprocessing"):
+        with quiet_nnunet("preprocessing"):
             ppa = PreprocessAdapterFromNpy(
-                [array], [None], [props], [None], loaded.plans_manager, loaded.folder.dataset,
-                loaded.configuration_manager, num_threads_in_multithreaded=1, verbose=False,
+                [array], [None], [props], [None], plans.plans_manager, self.folder.dataset,
+                self._configuration_manager(), num_threads_in_multithreaded=1, verbose=False,
             )
             dct = next(ppa)
         return PreparedImage(
@@ -519,14 +397,14 @@ class SegmentationEngine:
         """
         import torch
 
-        entry = _get_entry(self.key, self.folder)
+        entry = get_entry(self.key, self.folder)
         with entry.lock:
             previous = torch.get_num_threads()
             if self.settings.threads is not None:
                 torch.set_num_threads(int(self.settings.threads))
             start = time.time()
             try:
-                with _quiet_nnunet("predicting"):
+                with quiet_nnunet("predicting"):
                     logits = entry.predictor.predict_logits_from_preprocessed_data(prepared.data).cpu()
             except RuntimeError as exc:
                 msg = format_error(
@@ -548,13 +426,13 @@ class SegmentationEngine:
             convert_predicted_logits_to_segmentation_with_correct_shape,
         )
 
-        entry = _get_entry(self.key, self.folder)
+        plans = self.plans()
         p = predicted.prepared
         threads = self.settings.threads or torch.get_num_threads()
-        with _quiet_nnunet("resampling the prediction"):
+        with quiet_nnunet("resampling the prediction"):
             seg = convert_predicted_logits_to_segmentation_with_correct_shape(
-                predicted.logits, entry.loaded.plans_manager, entry.loaded.configuration_manager,
-                entry.predictor.label_manager, p.properties, return_probabilities=False,
+                predicted.logits, plans.plans_manager, self._configuration_manager(),
+                plans.label_manager, p.properties, return_probabilities=False,
                 num_threads_torch=int(threads),
             )
         labels = np.transpose(np.asarray(seg), (2, 1, 0))
@@ -604,7 +482,7 @@ class SegmentationEngine:
         p = predicted.prepared
         result = self._result(self.labels(predicted), p.affine, postprocessing)
         cord_path, lesion_path = output_paths(Path(output_prefix))
-        integrity = self.load().integrity
+        integrity = self.plans().integrity
         sidecar = generated_by(
             model_name=self.model_name,
             model_checksum=integrity.checksum,
@@ -665,6 +543,22 @@ class SegmentationEngine:
         return str(out.cord), str(out.lesion)
 
 
+def _device_choice(choice: str) -> str:
+    """``"auto"`` resolved (CUDA when torch sees it); ``"cuda"`` kept, checked when the network loads."""
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def _resampling_device(device: str) -> str:
+    """Where torch resampling runs: the model's device, or the CPU where it is missing (CPU workers)."""
+    import torch
+
+    return device if device == "cpu" or torch.cuda.is_available() else "cpu"
+
+
 def _with_description(sidecar: dict[str, Any], what: str) -> dict[str, Any]:
     entry = dict(sidecar["GeneratedBy"][0])
     entry["Description"] = f"{what} predicted by nnU-Net (SCIseg-style model), SCT's inference path"
@@ -684,6 +578,7 @@ def segment_image(
     threads: int | None = None,
     trust_model: bool = False,
     postprocessing: PostprocessOptions | None = None,
+    resampling: Resampling = "exact",
 ) -> SegmentationOutputs:
     """Segment one image file (what ``sct_deepseg lesion_sci_t2 -i IMAGE`` does).
 
@@ -699,5 +594,6 @@ def segment_image(
         tile_step_size=tile_step_size,
         threads=threads,
         trust_model=trust_model,
+        resampling=resampling,
     )
     return SegmentationEngine(settings).segment_file(image, output_prefix, postprocessing=postprocessing)

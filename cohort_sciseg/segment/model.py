@@ -42,9 +42,12 @@ __all__ = [
     "LabelSplit",
     "LoadedNetwork",
     "ModelFolder",
+    "ModelPlans",
+    "check_model",
     "demo_model_path",
     "find_model",
     "load_network",
+    "load_plans",
     "parse_labels",
     "resolve_model_path",
 ]
@@ -483,21 +486,13 @@ def _configuration_name(folder: ModelFolder, ckpt: Mapping[str, Any]) -> str:
     return str(name)
 
 
-def load_network(folder: ModelFolder, *, trust: bool = False) -> LoadedNetwork:
-    """Check the manifest, then unpickle the checkpoints and build the network.
-
-    Parameters
-    ----------
-    folder
-        From :func:`find_model`.
-    trust
-        Accept files that differ from ``model.json`` (``--trust-model``).
+def check_model(folder: ModelFolder, *, trust: bool = False) -> ManifestCheck:
+    """The manifest check of a model folder, with a warning when it is unverified or trusted.
 
     Raises
     ------
     SegmentationError
-        Manifest mismatch (without ``trust``), unreadable checkpoint, weights that do
-        not fit the network of ``plans.json``.
+        The files differ from ``model.json`` and ``trust`` is false.
     """
     integrity = check_manifest(folder.root, trust=trust)
     if integrity.status == "unverified":
@@ -510,9 +505,44 @@ def load_network(folder: ModelFolder, *, trust: bool = False) -> LoadedNetwork:
     elif integrity.status == "trusted":
         logger.warning("model folder %s differs from its manifest (%s); trusted as asked",
                        folder.root, "; ".join(integrity.problems[:3]))
+    return integrity
+
+
+def load_network(
+    folder: ModelFolder, *, trust: bool = False, integrity: ManifestCheck | None = None
+) -> LoadedNetwork:
+    """Check the manifest, then unpickle the checkpoints and build the network.
+
+    Parameters
+    ----------
+    folder
+        From :func:`find_model`.
+    trust
+        Accept files that differ from ``model.json`` (``--trust-model``).
+    integrity
+        The folder's :func:`check_model` result when the caller has it (not checked again).
+
+    Raises
+    ------
+    SegmentationError
+        Manifest mismatch (without ``trust``), unreadable checkpoint, weights that do
+        not fit the network of ``plans.json``.
+    """
+    if integrity is None:
+        integrity = check_model(folder, trust=trust)
     checkpoints = [_load_checkpoint(p) for p in folder.checkpoints]
     first = checkpoints[0]
     config_name = _configuration_name(folder, first)
+    if config_name != folder.configuration and folder.configuration in folder.plans.get("configurations", {}):
+        # preprocessing and export read the folder's configuration (ModelPlans): both must agree
+        msg = format_error(
+            f"the checkpoints were trained with configuration {config_name!r} but the trainer folder "
+            f"names {folder.configuration!r}",
+            path=folder.trainer_dir,
+            expected="a trainer folder named <trainer>__<plans>__<configuration of its checkpoints>",
+            fix=f"rename the folder to end in __{config_name}, as nnU-Net names it",
+        )
+        raise SegmentationError(msg, path=folder.trainer_dir)
 
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -565,6 +595,64 @@ def load_network(folder: ModelFolder, *, trust: bool = False) -> LoadedNetwork:
         trainer_name=str(first.get("trainer_name", "nnUNetTrainer")),
         mirroring_axes=None if axes is None else tuple(int(a) for a in axes),
     )
+
+
+@dataclass(slots=True, eq=False)
+class ModelPlans:
+    """What preprocessing and export need of a model: its plans, not its network.
+
+    Built without unpickling a checkpoint (only JSON is read, and the manifest checked),
+    so that CPU workers that prepare and finish scans never load the network.
+
+    Attributes
+    ----------
+    folder, integrity
+        As in :class:`LoadedNetwork`.
+    plans_manager, configuration_manager, label_manager
+        nnU-Net's managers of ``plans.json`` / ``dataset.json`` for the folder's configuration.
+    """
+
+    folder: ModelFolder
+    integrity: ManifestCheck
+    plans_manager: Any
+    configuration_manager: Any
+    label_manager: Any
+
+
+def load_plans(folder: ModelFolder, *, trust: bool = False) -> ModelPlans:
+    """The manifest check and nnU-Net's plan managers of a model folder (no checkpoint unpickled).
+
+    Raises
+    ------
+    SegmentationError
+        Manifest mismatch (without ``trust``); the folder's configuration is not in
+        ``plans.json``, or the plans cannot be read by nnU-Net.
+    """
+    integrity = check_model(folder, trust=trust)
+    known = folder.plans.get("configurations", {})
+    if folder.configuration not in known:
+        msg = format_error(
+            f"configuration {folder.configuration!r} (from the trainer folder's name) not in plans.json",
+            path=folder.trainer_dir / "plans.json",
+            expected=f"one of {sorted(known)!r}",
+            fix="use the plans.json that was trained with these checkpoints, in a folder named as nnU-Net names it",
+        )
+        raise SegmentationError(msg, path=folder.trainer_dir)
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    try:
+        plans_manager = PlansManager(folder.plans)
+        config = plans_manager.get_configuration(folder.configuration)
+        labels = plans_manager.get_label_manager(folder.dataset)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        msg = format_error(
+            f"nnU-Net cannot read plans.json / dataset.json ({type(exc).__name__}: {exc})",
+            path=folder.trainer_dir / "plans.json",
+            expected="nnU-Net v2 plans and dataset.json (nnU-Net >= 2.4 format)",
+            fix="use the plans.json and dataset.json of the model's release",
+        )
+        raise SegmentationError(msg, path=folder.trainer_dir) from exc
+    return ModelPlans(folder, integrity, plans_manager, config, labels)
 
 
 def plain_unet_stages(features: Sequence[int]) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from cohort_sciseg.batch.clusters import (
     ClusterConfig,
+    gpu_worker_threads,
     kubernetes_spec,
     load_cluster_config,
     local_worker_specs,
@@ -72,3 +74,24 @@ def test_bad_files_are_clear_errors(tmp_path):
     p.write_text("kind: pbs\n")
     with pytest.raises(BatchError, match="kind"):
         load_cluster_config(p)
+
+
+@pytest.mark.parametrize(
+    ("cores", "gpus", "threads"),
+    [(1, 1, 2), (2, 1, 2), (4, 1, 2), (8, 1, 3), (16, 1, 4), (64, 1, 4), (16, 4, 2), (16, 2, 3)],
+)
+def test_gpu_worker_threads_follow_the_cores_per_gpu(cores: int, gpus: int, threads: int) -> None:
+    assert gpu_worker_threads(cores, gpus) == threads
+
+
+def test_local_specs_give_the_cores_left_to_cpu_workers(monkeypatch):
+    """16 cores, 1 GPU: a 4-thread GPU worker (auto) and 12 CPU workers; a number overrides auto."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    specs = local_worker_specs(ClusterConfig(kind="local", gpus="auto"))
+    assert specs["gpu-0"]["options"]["nthreads"] == 4
+    assert sum(k.startswith("cpu-") for k in specs) == 12
+    specs = local_worker_specs(ClusterConfig(kind="local", gpus=1, gpu_worker_threads=6))
+    assert specs["gpu-0"]["options"]["nthreads"] == 6
+    assert sum(k.startswith("cpu-") for k in specs) == 10
+    assert load_cluster_config(CLUSTER / "local.yaml").gpu_worker_threads == "auto"

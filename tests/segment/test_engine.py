@@ -248,13 +248,26 @@ def test_invalid_settings(kwargs: dict[str, object], match: str) -> None:
         EngineSettings(**kwargs)  # type: ignore[arg-type]
 
 
-def test_cuda_requested_without_a_gpu(tiny_model: Path) -> None:
+def test_cuda_requested_without_a_gpu(
+    tiny_model: Path, write_image: Callable[..., Path], tmp_path: Path, fresh_cache: None
+) -> None:
+    """The model's device is checked when the network loads, not before.
+
+    A CPU-only worker of a GPU run (``device=cuda``) prepares and finishes scans; only
+    running the model there is an error.
+    """
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
+    engine = SegmentationEngine(model=str(tiny_model), device="cuda")
+    prepared = engine.prepare_file(write_image())  # CPU stage: works without a GPU
+    assert prepared.data is not None
+    assert cache_info()["loads"] == 0  # no network was unpickled to prepare
     with pytest.raises(SegmentationError, match=r"device 'cuda' requested.*Fix: use --device cpu"):
-        SegmentationEngine(model=str(tiny_model), device="cuda")
+        engine.infer(prepared)
+    with pytest.raises(SegmentationError, match=r"device 'cuda' requested"):
+        engine.segment_file(write_image("b.nii.gz"), tmp_path / "b")
 
 
 def test_nnunet_prints_do_not_reach_the_terminal(

@@ -1,0 +1,165 @@
+"""The per-process cache of loaded nnU-Net predictors (one per model and settings).
+
+Predictors are expensive (checkpoint unpickling, network construction), so each
+process keeps the loaded ones in a small LRU cache keyed by :class:`EngineKey`;
+engines fetch theirs from here on every call and hold no predictor themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cohort_sciseg.errors import SegmentationError, format_error
+from cohort_sciseg.segment.model import (
+    LoadedNetwork,
+    ModelFolder,
+    ModelPlans,
+    load_network,
+    load_plans,
+)
+from cohort_sciseg.segment.quiet import quiet_nnunet
+
+__all__ = [
+    "CACHE_SIZE",
+    "EngineKey",
+    "LoadedPredictor",
+    "cache_info",
+    "clear_cache",
+    "get_entry",
+    "get_plans",
+    "torch_device",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Loaded predictors kept per process (least recently used dropped first).
+CACHE_SIZE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class EngineKey:
+    """Identity of a loaded predictor in the per-process cache."""
+
+    model_dir: str
+    folds: tuple[str, ...]
+    checkpoints: tuple[str, ...]
+    device: str
+    tta: bool
+    tile_step_size: float
+    trust_model: bool
+
+
+@dataclass(eq=False)
+class LoadedPredictor:
+    """A loaded network and its nnU-Net predictor; ``lock`` serialises inference on it."""
+
+    loaded: LoadedNetwork
+    predictor: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_cache: OrderedDict[EngineKey, LoadedPredictor] = OrderedDict()
+_cache_lock = threading.Lock()
+_stats = {"loads": 0, "hits": 0}
+#: plans of each model folder (folder, folds, checkpoints, trust): small, kept for the process
+_plans: dict[tuple[str, tuple[str, ...], tuple[str, ...], bool], ModelPlans] = {}
+
+
+def get_plans(folder: ModelFolder, *, trust: bool) -> ModelPlans:
+    """The model's plans and manifest check, once per process (no checkpoint unpickled)."""
+    key = (str(folder.trainer_dir), folder.folds, folder.checkpoint_names, bool(trust))
+    with _cache_lock:
+        found = _plans.get(key)
+    if found is None:
+        with quiet_nnunet("reading the model's plans"):
+            found = load_plans(folder, trust=trust)
+        with _cache_lock:
+            found = _plans.setdefault(key, found)
+    return found
+
+
+def cache_info() -> dict[str, int]:
+    """``{"loads", "hits", "size"}`` of this process's predictor cache."""
+    with _cache_lock:
+        return {**_stats, "size": len(_cache)}
+
+
+def clear_cache() -> None:
+    """Drop every loaded predictor of this process and reset the counters."""
+    with _cache_lock:
+        _cache.clear()
+        _plans.clear()
+        _stats.update(loads=0, hits=0)
+
+
+def torch_device(choice: str) -> str:
+    """``"auto"`` resolved to ``"cuda"`` or ``"cpu"``; ``"cuda"`` checked (a clear error without a GPU)."""
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        msg = format_error(
+            f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device",
+            expected="a CUDA GPU and a CUDA build of torch",
+            fix="use --device cpu (or auto), or install the CUDA build of torch on this machine",
+        )
+        raise SegmentationError(msg)
+    return choice
+
+
+def _build_predictor(loaded: LoadedNetwork, key: EngineKey) -> Any:
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    device = torch.device(key.device)
+    with quiet_nnunet("creating the predictor"):
+        predictor = nnUNetPredictor(
+            tile_step_size=key.tile_step_size,
+            use_gaussian=True,
+            use_mirroring=key.tta,
+            perform_everything_on_device=device.type == "cuda",
+            device=device,
+            verbose=False,
+            verbose_preprocessing=False,
+            allow_tqdm=False,
+        )
+        predictor.manual_initialization(
+            loaded.network,
+            loaded.plans_manager,
+            loaded.configuration_manager,
+            loaded.parameters,
+            loaded.folder.dataset,
+            loaded.trainer_name,
+            loaded.mirroring_axes,
+        )
+    return predictor
+
+
+def get_entry(key: EngineKey, folder: ModelFolder) -> LoadedPredictor:
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is not None:
+            _cache.move_to_end(key)
+            _stats["hits"] += 1
+            return entry
+    # Loading happens outside the cache lock (it can take seconds); two threads racing on
+    # the same key both load, and the second result wins: correct, only wasteful.
+    torch_device(key.device)  # a clear error where CUDA was asked for and is missing
+    plans = get_plans(folder, trust=key.trust_model)
+    with quiet_nnunet("loading the model"):
+        loaded = load_network(folder, trust=key.trust_model, integrity=plans.integrity)
+    entry = LoadedPredictor(loaded, _build_predictor(loaded, key))
+    with _cache_lock:
+        _cache[key] = entry
+        _cache.move_to_end(key)
+        _stats["loads"] += 1
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    logger.info("loaded model %s (folds %s, %s) on %s", folder.root, ",".join(key.folds),
+                ",".join(key.checkpoints), key.device)
+    return entry
