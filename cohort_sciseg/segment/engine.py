@@ -447,11 +447,16 @@ class SegmentationEngine:
         self, volume: Volume, *, postprocessing: PostprocessOptions | None = None
     ) -> SegmentationResult:
         """Cord and lesion masks of ``volume`` (input grid), post-processed as asked."""
-        return self._result(self.predict_labels(volume), volume.affine, postprocessing)
+        return self.masks_from_labels(self.predict_labels(volume), volume.affine, postprocessing)
 
-    def _result(
-        self, label_map: np.ndarray, affine: np.ndarray, postprocessing: PostprocessOptions | None
+    def masks_from_labels(
+        self, label_map: np.ndarray, affine: np.ndarray, postprocessing: PostprocessOptions | None = None
     ) -> SegmentationResult:
+        """CPU stage: cord and lesion masks of a label map (:meth:`labels`), post-processed as asked.
+
+        ``postprocessing=None``: the model's recommendation unless the settings say
+        ``"none"`` (:meth:`effective_postprocessing`); ``affine`` gives the voxel sizes.
+        """
         cord, lesion = self.folder.labels.split(label_map)
         post, _ = self.effective_postprocessing(postprocessing)
         cord, lesion = postprocess_masks(cord, lesion, voxel_sizes(affine), post)
@@ -480,7 +485,7 @@ class SegmentationEngine:
         input's header (atomically) and their JSON sidecars.
         """
         p = predicted.prepared
-        result = self._result(self.labels(predicted), p.affine, postprocessing)
+        result = self.masks_from_labels(self.labels(predicted), p.affine, postprocessing)
         cord_path, lesion_path = output_paths(Path(output_prefix))
         integrity = self.plans().integrity
         sidecar = generated_by(

@@ -344,10 +344,10 @@ def test_model_recommended_postprocessing_applies_unless_the_user_chooses(
     labels[15:18, 15:18, 15:18] = 1
     labels[16, 16, 16] = 2
     affine = np.eye(4)
-    recommended = engine._result(labels, affine, None)
+    recommended = engine.masks_from_labels(labels, affine, None)
     assert recommended.cord.sum() == 1000
     assert recommended.lesion.sum() == 1  # lesions are never removed
-    raw = engine._result(labels, affine, PostprocessOptions())  # --no-postprocessing
+    raw = engine.masks_from_labels(labels, affine, PostprocessOptions())  # --no-postprocessing
     assert raw.cord.sum() == 1000 + 27
     assert engine.settings_record()["postprocessing_source"] == "model"
     assert engine.settings_record()["postprocessing"]["keep_largest_cord"] is True
