@@ -80,7 +80,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def _resampling_only(engine: Any, prepared: Any, logits: Any, repeats: int) -> dict[str, float]:
+def _resampling_only(engine: Any, prepared: Any, logits: Any, repeats: int) -> dict[str, float] | None:
     """The two resampling calls alone, exact vs torch on this engine's device/threads."""
     from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
 
@@ -88,6 +88,8 @@ def _resampling_only(engine: Any, prepared: Any, logits: Any, repeats: int) -> d
 
     cfg = engine.plans().configuration_manager.configuration
     props = prepared.properties
+    if tuple(props["shape_after_cropping_and_before_resampling"]) == tuple(np.asarray(prepared.data).shape[1:]):
+        return None  # the scan is at the model's spacing: neither path resamples
     before = [props["spacing"][i] for i in engine.plans().plans_manager.transpose_forward]
     after = cfg["spacing"]
     shape_in = props["shape_after_cropping_and_before_resampling"]
@@ -145,9 +147,13 @@ def _one_scan(model: str, path: Path, repeats: int, cores: int) -> dict[str, Any
         if way != "exact":
             row[way]["speedup_outside_network"] = base / (row[way]["prepare_s"] + row[way]["export_s"])
             only = row[way]["resampling_only"]
-            row[way]["speedup_resampling_only"] = (only["exact_data_s"] + only["exact_logits_s"]) / (
-                only["torch_data_s"] + only["torch_logits_s"])
+            row[way]["speedup_resampling_only"] = None if only is None else (
+                (only["exact_data_s"] + only["exact_logits_s"]) / (only["torch_data_s"] + only["torch_logits_s"]))
     return row
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a (no resampling: the scan is at the model's spacing)" if value is None else f"{value:.1f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = row[way]
                 print(f"{name:52s} {way:15s} outside the network {row['exact']['prepare_s'] + row['exact']['export_s']:.3f}"
                       f" -> {r['prepare_s'] + r['export_s']:.3f} s ({r['speedup_outside_network']:.1f}x), resampling "
-                      f"alone {r['speedup_resampling_only']:.1f}x, cord/lesion Dice {r['cord_dice_vs_exact']:.4f}/"
+                      f"alone {_ratio(r['speedup_resampling_only'])}, cord/lesion Dice {r['cord_dice_vs_exact']:.4f}/"
                       f"{r['lesion_dice_vs_exact']:.4f}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                             check=False).stdout.strip()
