@@ -473,14 +473,18 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 def _configuration_name(folder: ModelFolder, ckpt: Mapping[str, Any]) -> str:
     init_args = ckpt.get("init_args")
     name = init_args.get("configuration") if isinstance(init_args, Mapping) else None
-    name = name or folder.configuration
-    if name not in folder.plans.get("configurations", {}):
-        known = sorted(folder.plans.get("configurations", {}))
+    return _known_configuration(folder, name or folder.configuration, "")
+
+
+def _known_configuration(folder: ModelFolder, name: str, origin: str) -> str:
+    """``name`` if ``plans.json`` has that configuration, else a clear error (``origin``: where the name came from)."""
+    known = folder.plans.get("configurations", {})
+    if name not in known:
         msg = format_error(
-            f"configuration {name!r} not in plans.json",
+            f"configuration {name!r}{origin} not in plans.json",
             path=folder.trainer_dir / "plans.json",
-            expected=f"one of {known!r}",
-            fix="use the plans.json that was trained with these checkpoints",
+            expected=f"one of {sorted(known)!r}",
+            fix="use the plans.json that was trained with these checkpoints, in a folder named as nnU-Net names it",
         )
         raise SegmentationError(msg, path=folder.trainer_dir)
     return str(name)
@@ -629,15 +633,7 @@ def load_plans(folder: ModelFolder, *, trust: bool = False) -> ModelPlans:
         ``plans.json``, or the plans cannot be read by nnU-Net.
     """
     integrity = check_model(folder, trust=trust)
-    known = folder.plans.get("configurations", {})
-    if folder.configuration not in known:
-        msg = format_error(
-            f"configuration {folder.configuration!r} (from the trainer folder's name) not in plans.json",
-            path=folder.trainer_dir / "plans.json",
-            expected=f"one of {sorted(known)!r}",
-            fix="use the plans.json that was trained with these checkpoints, in a folder named as nnU-Net names it",
-        )
-        raise SegmentationError(msg, path=folder.trainer_dir)
+    _known_configuration(folder, folder.configuration, " (from the trainer folder's name)")
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     try:

@@ -17,6 +17,7 @@ from cohort_sciseg.segment import (
     cache_info,
     find_model,
     load_network,
+    load_plans,
     parse_labels,
     resolve_model_path,
 )
@@ -237,4 +238,46 @@ def test_checkpoint_without_weights_fails_clearly(tmp_path: Path) -> None:
         load_network(find_model(model))
     (model / TINY_TRAINER_FOLDER / "fold_0" / "checkpoint_final.pth").write_bytes(b"garbage")
     with pytest.raises(SegmentationError, match=r"cannot load the checkpoint"):
+        load_network(find_model(model))
+
+
+# ------------------------------------------------------------------- plans without the network
+
+
+def test_plans_are_read_without_unpickling_a_checkpoint(tmp_path: Path, fresh_cache: None) -> None:
+    """A CPU worker prepares and finishes scans from the plans; a broken checkpoint only fails the network."""
+    model = make_tiny_model(tmp_path / "m", manifest=False)
+    (model / TINY_TRAINER_FOLDER / "fold_0" / "checkpoint_final.pth").write_bytes(b"not a pickle")
+    folder = find_model(model)
+    plans = load_plans(folder)
+    assert plans.configuration_manager.patch_size == [32, 32, 32]
+    assert plans.label_manager.has_regions
+    engine = SegmentationEngine(model=str(model), device="cpu")
+    assert engine.describe()["integrity"] == "unverified"  # name, checksum and settings: no unpickling
+    assert cache_info()["loads"] == 0
+    with pytest.raises(SegmentationError, match=r"cannot load the checkpoint"):
+        engine.load()
+
+
+def test_a_trainer_folder_naming_a_configuration_the_plans_lack_fails_clearly(tmp_path: Path) -> None:
+    model = make_tiny_model(tmp_path / "m", manifest=False, trainer_folder="nnUNetTrainer__nnUNetPlans__3d_lowres")
+    with pytest.raises(SegmentationError, match=r"configuration '3d_lowres' \(from the trainer folder's name\) "
+                       r"not in plans.json.*one of \['3d_fullres'\]"):
+        load_plans(find_model(model))
+
+
+def test_checkpoints_of_another_configuration_than_the_folder_name_fail_clearly(tmp_path: Path) -> None:
+    import torch
+
+    model = make_tiny_model(tmp_path / "m", manifest=False)
+    plans_path = model / TINY_TRAINER_FOLDER / "plans.json"
+    plans = json.loads(plans_path.read_text())
+    plans["configurations"]["3d_other"] = plans["configurations"]["3d_fullres"]
+    plans_path.write_text(json.dumps(plans))
+    ckpt_path = model / TINY_TRAINER_FOLDER / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt["init_args"]["configuration"] = "3d_other"
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(SegmentationError, match=r"trained with configuration '3d_other' but the trainer folder "
+                       r"names '3d_fullres'.*Fix: rename the folder to end in __3d_other"):
         load_network(find_model(model))

@@ -44,19 +44,20 @@ def test_equals_nnunet_default_resampling(
     np.testing.assert_allclose(got, expected, rtol=0, atol=4e-6 * float(np.abs(expected).max()))
 
 
-@pytest.mark.parametrize("force", [True, False])
-def test_forced_separate_z_follows_nnunet(force: bool) -> None:
-    data = np.random.default_rng(1).normal(size=(1, 6, 20, 22)).astype(np.float32)
-    args = ((9, 25, 18), (3.0, 1.0, 1.0), (2.0, 0.8, 1.2))
-    kwargs = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": force}
-    expected = resample_data_or_seg_to_shape(data, *args, **kwargs)
-    np.testing.assert_allclose(resample_to_shape(data, *args, **kwargs), expected, rtol=0, atol=1e-5)
-
-
-def test_order_z_above_zero_interpolates_across_slices_as_nnunet() -> None:
-    data = np.random.default_rng(2).normal(size=(1, 5, 12, 14)).astype(np.float32)
-    args = ((11, 16, 10), (4.0, 1.0, 1.0), (1.8, 0.75, 1.4))
-    kwargs = {"is_seg": False, "order": 3, "order_z": 1, "force_separate_z": None}
+@pytest.mark.parametrize(
+    ("shape", "args", "force", "order_z"),
+    [
+        ((1, 6, 20, 22), ((9, 25, 18), (3.0, 1.0, 1.0), (2.0, 0.8, 1.2)), True, 0),  # forced separate-z
+        ((1, 6, 20, 22), ((9, 25, 18), (3.0, 1.0, 1.0), (2.0, 0.8, 1.2)), False, 0),  # forced 3D
+        ((1, 5, 12, 14), ((11, 16, 10), (4.0, 1.0, 1.0), (1.8, 0.75, 1.4)), None, 1),  # interpolated across slices
+    ],
+    ids=["forced-separate-z", "forced-3d", "order-z-1"],
+)
+def test_nnunet_options_are_followed(
+    shape: tuple[int, ...], args: tuple[object, ...], force: bool | None, order_z: int
+) -> None:
+    data = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    kwargs = {"is_seg": False, "order": 3, "order_z": order_z, "force_separate_z": force}
     expected = resample_data_or_seg_to_shape(data, *args, **kwargs)
     np.testing.assert_allclose(resample_to_shape(data, *args, **kwargs), expected, rtol=0, atol=1e-5)
 
