@@ -31,3 +31,13 @@ def spine_t2w() -> Path:
             f"real scans not found at {root} (set COHORT_SCISEG_TEST_DATA to the folder holding spine-t2w/)"
         )
     return root
+
+
+#: The suite's longest test (a from-scratch training, 12-14 min on the 2-core CI machine) runs
+#: first, so that with ``-n 2 --dist worksteal`` the other worker takes the rest of the suite
+#: beside it instead of the training starting last and the run waiting for it.
+_LONGEST = "test_quick_training_produces_loadable_model"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.name != _LONGEST)  # stable: the rest keep their order
