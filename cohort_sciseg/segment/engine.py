@@ -59,8 +59,10 @@ from cohort_sciseg.segment.predictors import (
     EngineKey,
     cache_info,
     clear_cache,
+    device_choice,
     get_entry,
     get_plans,
+    resampling_device,
 )
 from cohort_sciseg.segment.quiet import quiet_nnunet
 from cohort_sciseg.segment.resample import RESAMPLING_MODES, Resampling, with_resampling
@@ -253,7 +255,7 @@ class SegmentationEngine:
             model_dir=str(self.folder.trainer_dir),
             folds=self.folder.folds,
             checkpoints=self.folder.checkpoint_names,
-            device=_device_choice(settings.device),
+            device=device_choice(settings.device),
             tta=bool(settings.tta),
             tile_step_size=float(settings.tile_step_size),
             trust_model=bool(settings.trust_model),
@@ -351,7 +353,7 @@ class SegmentationEngine:
         if self._configuration is None:
             self._configuration = with_resampling(
                 self.plans().configuration_manager, self.settings.resampling,
-                device=_resampling_device(self.key.device), threads=self.settings.threads,
+                device=resampling_device(self.key.device), threads=self.settings.threads,
             )
         return self._configuration
 
@@ -546,22 +548,6 @@ class SegmentationEngine:
         """Staged segmenter protocol: :meth:`write_outputs`, return the mask paths."""
         out = self.write_outputs(predicted, out_prefix)
         return str(out.cord), str(out.lesion)
-
-
-def _device_choice(choice: str) -> str:
-    """``"auto"`` resolved (CUDA when torch sees it); ``"cuda"`` kept, checked when the network loads."""
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
-
-
-def _resampling_device(device: str) -> str:
-    """Where torch resampling runs: the model's device, or the CPU where it is missing (CPU workers)."""
-    import torch
-
-    return device if device == "cpu" or torch.cuda.is_available() else "cpu"
 
 
 def _with_description(sidecar: dict[str, Any], what: str) -> dict[str, Any]:

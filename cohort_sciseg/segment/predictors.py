@@ -29,8 +29,10 @@ __all__ = [
     "LoadedPredictor",
     "cache_info",
     "clear_cache",
+    "device_choice",
     "get_entry",
     "get_plans",
+    "resampling_device",
     "torch_device",
 ]
 
@@ -110,6 +112,22 @@ def torch_device(choice: str) -> str:
         )
         raise SegmentationError(msg)
     return choice
+
+
+def device_choice(choice: str) -> str:
+    """``"auto"`` resolved (CUDA when torch sees it); ``"cuda"`` kept, checked when the network loads."""
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def resampling_device(device: str) -> str:
+    """Where torch resampling runs: the model's device, or the CPU where it is missing (CPU workers)."""
+    import torch
+
+    return device if device == "cpu" or torch.cuda.is_available() else "cpu"
 
 
 def _build_predictor(loaded: LoadedNetwork, key: EngineKey) -> Any:
