@@ -32,8 +32,8 @@ __all__ = [
     "device_choice",
     "get_entry",
     "get_plans",
+    "require_device",
     "resampling_device",
-    "torch_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,36 +98,35 @@ def clear_cache() -> None:
         _stats.update(loads=0, hits=0)
 
 
-def torch_device(choice: str) -> str:
-    """``"auto"`` resolved to ``"cuda"`` or ``"cpu"``; ``"cuda"`` checked (a clear error without a GPU)."""
+def _cuda_available() -> bool:
     import torch
 
+    return bool(torch.cuda.is_available())
+
+
+def device_choice(choice: str) -> str:
+    """``"auto"`` resolved (CUDA when torch sees it); ``"cuda"`` kept, checked when the network loads."""
     if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
+        return "cuda" if _cuda_available() else "cpu"
+    return choice
+
+
+def require_device(device: str) -> None:
+    """A clear error where the model's device is CUDA and this process has none."""
+    if device == "cuda" and not _cuda_available():
+        import torch
+
         msg = format_error(
             f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device",
             expected="a CUDA GPU and a CUDA build of torch",
             fix="use --device cpu (or auto), or install the CUDA build of torch on this machine",
         )
         raise SegmentationError(msg)
-    return choice
-
-
-def device_choice(choice: str) -> str:
-    """``"auto"`` resolved (CUDA when torch sees it); ``"cuda"`` kept, checked when the network loads."""
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
 
 
 def resampling_device(device: str) -> str:
     """Where torch resampling runs: the model's device, or the CPU where it is missing (CPU workers)."""
-    import torch
-
-    return device if device == "cpu" or torch.cuda.is_available() else "cpu"
+    return device if device == "cpu" or _cuda_available() else "cpu"
 
 
 def _build_predictor(loaded: LoadedNetwork, key: EngineKey) -> Any:
@@ -167,7 +166,7 @@ def get_entry(key: EngineKey, folder: ModelFolder) -> LoadedPredictor:
             return entry
     # Loading happens outside the cache lock (it can take seconds); two threads racing on
     # the same key both load, and the second result wins: correct, only wasteful.
-    torch_device(key.device)  # a clear error where CUDA was asked for and is missing
+    require_device(key.device)
     plans = get_plans(folder, trust=key.trust_model)
     with quiet_nnunet("loading the model"):
         loaded = load_network(folder, trust=key.trust_model, integrity=plans.integrity)
