@@ -93,13 +93,13 @@ def _resampling_only(engine: Any, prepared: Any, logits: Any, repeats: int) -> d
     before = [props["spacing"][i] for i in engine.plans().plans_manager.transpose_forward]
     after = cfg["spacing"]
     shape_in = props["shape_after_cropping_and_before_resampling"]
-    data = np.asarray(prepared.data)  # the model's grid: take it as a stand-in input of that shape
-    small = np.random.default_rng(0).normal(size=(1, *shape_in)).astype(np.float32)
+    model_shape = np.asarray(prepared.data).shape[1:]  # the model's grid
+    small = np.random.default_rng(0).normal(size=(1, *shape_in)).astype(np.float32)  # an image on the scan's
     out: dict[str, float] = {}
     for name, fn in (("exact", resample_data_or_seg_to_shape), ("torch", resample_to_shape)):
         kw = {"num_threads": engine.settings.threads} if name == "torch" else {}
         out[f"{name}_data_s"], _ = _median_s(
-            lambda fn=fn, kw=kw: fn(small, data.shape[1:], before, after, **cfg["resampling_fn_data_kwargs"], **kw),
+            lambda fn=fn, kw=kw: fn(small, model_shape, before, after, **cfg["resampling_fn_data_kwargs"], **kw),
             repeats,
         )
         out[f"{name}_logits_s"], _ = _median_s(

@@ -21,8 +21,9 @@ this is most of the CPU time outside the network (nnU-Net issues #2014, #2540).
 * the only non-linear step is skimage's clipping of each ``resize`` call's output to
   its input's range: per slice (separate-z) or per channel (3D), reproduced here.
 
-The result equals the exact path up to float64 rounding (max difference ~1e-12
-relative on the tests' images), so masks are the same; the engine setting and the
+Both paths compute in float64 and return float32, so the result equals the exact path
+to float32 rounding (bit-equal on the images of ``benchmarks/bench_resample.py``; the
+tests allow 1e-5) and the masks are the same; the engine setting and the
 ``--resampling`` option of ``segment``/``run`` choose it. Plans that name another
 resampling function are left alone (only ``resample_data_or_seg_to_shape`` is
 replaced).
