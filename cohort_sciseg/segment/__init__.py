@@ -23,6 +23,7 @@ from cohort_sciseg.segment.engine import (
     clear_cache,
     segment_image,
 )
+from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans, load_network, load_plans
 from cohort_sciseg.segment.manifest import (
     ManifestCheck,
     check_manifest,
@@ -32,13 +33,9 @@ from cohort_sciseg.segment.manifest import (
 from cohort_sciseg.segment.model import (
     DEFAULT_IMAGE_ORIENTATION,
     LabelSplit,
-    LoadedNetwork,
     ModelFolder,
-    ModelPlans,
     demo_model_path,
     find_model,
-    load_network,
-    load_plans,
     parse_labels,
     resolve_model_path,
 )

@@ -39,12 +39,8 @@ import numpy as np
 
 from cohort_sciseg.errors import SegmentationError, format_error
 from cohort_sciseg.io import Volume, load_nifti, orientation_code, reorient, voxel_sizes
-from cohort_sciseg.segment.model import (
-    CheckpointChoice,
-    LoadedNetwork,
-    ModelPlans,
-    find_model,
-)
+from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans
+from cohort_sciseg.segment.model import CheckpointChoice, find_model
 from cohort_sciseg.segment.outputs import (
     SegmentationOutputs,
     default_prefix,

@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cohort_sciseg.errors import SegmentationError, format_error
-from cohort_sciseg.segment.model import (
-    LoadedNetwork,
-    ModelFolder,
-    ModelPlans,
-    load_network,
-    load_plans,
-)
+from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans, load_network, load_plans
+from cohort_sciseg.segment.model import ModelFolder
 from cohort_sciseg.segment.quiet import quiet_nnunet
 
 __all__ = [
@@ -169,7 +164,7 @@ def get_entry(key: EngineKey, folder: ModelFolder) -> LoadedPredictor:
     require_device(key.device)
     plans = get_plans(folder, trust=key.trust_model)
     with quiet_nnunet("loading the model"):
-        loaded = load_network(folder, trust=key.trust_model, integrity=plans.integrity)
+        loaded = load_network(folder, trust=key.trust_model, plans=plans)
     entry = LoadedPredictor(loaded, _build_predictor(loaded, key))
     with _cache_lock:
         _cache[key] = entry

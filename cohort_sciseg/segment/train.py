@@ -76,8 +76,9 @@ from cohort_sciseg.io import (
     voxel_sizes,
     write_json,
 )
+from cohort_sciseg.segment.loading import load_network_weights
 from cohort_sciseg.segment.manifest import MANIFEST_NAME, check_manifest, write_manifest
-from cohort_sciseg.segment.model import load_network_weights, plain_unet_stages
+from cohort_sciseg.segment.model import plain_unet_stages
 from cohort_sciseg.synth import find_masked_images, insert_lesions_into_arrays, synthesize_cohort
 
 __all__ = [
