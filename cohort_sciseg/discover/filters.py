@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cohort_sciseg.discover._fs import MAX_TABLE_BYTES, read_regular
 from cohort_sciseg.errors import DiscoveryError, format_error
 
 __all__ = ["IdList", "normalize_labels", "read_id_list"]
@@ -84,31 +85,34 @@ def read_id_list(
     Raises
     ------
     DiscoveryError
-        The file does not exist or is not UTF-8 text.
+        The file does not exist, is not a regular file (a FIFO, a folder, a
+        symlink loop, ...), is larger than
+        :data:`~cohort_sciseg.discover._fs.MAX_TABLE_BYTES` or is not UTF-8 text.
     """
     if value is None:
         return None
     if isinstance(value, (str, os.PathLike)):
         path = os.fspath(value)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             msg = format_error(
                 f"{what} list file not found",
                 path=path,
                 expected="a text file with one scan id per line",
                 fix=f"check the path; to give scan ids directly pass a list, e.g. {what}=[{os.path.basename(path)!r}]",
             )
-            raise DiscoveryError(msg, path=path) from None
-        except (OSError, UnicodeDecodeError) as exc:
+            raise DiscoveryError(msg, path=path)
+        raw = read_regular(path, what=f"the {what} list", max_bytes=MAX_TABLE_BYTES)
+        try:
+            lines = raw.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
             msg = format_error(
-                f"cannot read the {what} list ({type(exc).__name__}: {exc})",
+                f"cannot read the {what} list: not UTF-8 text (line {line}, byte {raw[exc.start]:#04x})",
                 path=path,
                 expected="a UTF-8 text file with one scan id per line",
                 fix="re-save the file as UTF-8 text",
             )
-            raise DiscoveryError(msg, path=path) from exc
+            raise DiscoveryError(msg, path=path) from None
         source: str | None = path
     else:
         lines = [str(v) for v in value]

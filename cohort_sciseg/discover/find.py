@@ -34,6 +34,13 @@ Speed
 Folders are listed once with :func:`os.scandir` (no pybids, no regular
 expression per file), sidecars are parsed once per file, and NIfTI headers are
 read in a thread pool when there are many scans.
+
+Bad files
+---------
+Every entry followed and every file opened goes through
+:mod:`cohort_sciseg.discover._fs`: a symlink loop, a broken link, a FIFO or a
+folder where a file is expected is one problem naming the path and a fix,
+never an :class:`OSError` or a hang (see ``on_problem`` of :func:`find_scans`).
 """
 
 from __future__ import annotations
@@ -42,35 +49,26 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from cohort_sciseg.discover._fs import inside, list_dir
-from cohort_sciseg.discover.entities import (
-    Entities,
-    acq_plane,
-    encode_label,
-    parse_name,
-    scan_id,
-    site_label,
+from cohort_sciseg.discover._problems import OnProblem, Problems, dataset_id, drop_duplicate_ids
+from cohort_sciseg.discover.datasets import (
+    Dataset,
+    assign_folder_sites,
+    dataset_name,
+    folder_site,
+    read_site_tables,
+    usable_datasets,
 )
+from cohort_sciseg.discover.entities import acq_plane, encode_label
 from cohort_sciseg.discover.filters import IdList, normalize_labels, read_id_list
-from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES, find_masks
-from cohort_sciseg.discover.participants import Participants, read_participants
-from cohort_sciseg.discover.sidecars import (
-    LEVEL_DATASET,
-    LEVEL_DATATYPE,
-    LEVEL_SESSION,
-    LEVEL_SUBJECT,
-    SidecarCache,
-    SidecarFile,
-    merge_sidecars,
-    parse_field_strength,
-    sidecar_file,
-)
-from cohort_sciseg.errors import CohortSciSegError, DiscoveryError, NiftiError, format_error
+from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
+from cohort_sciseg.discover.sidecars import SidecarCache, merge_sidecars, parse_field_strength
+from cohort_sciseg.discover.walk import Candidate, Walker, attach_masks
+from cohort_sciseg.errors import DiscoveryError, NiftiError, format_error
 from cohort_sciseg.io import NiftiInfo, acquisition_plane, read_header
 from cohort_sciseg.records import Failure, Scan
 
@@ -78,7 +76,6 @@ __all__ = ["Dataset", "Discovery", "OnProblem", "find_scans"]
 
 logger = logging.getLogger(__name__)
 
-OnProblem = Literal["record", "raise"]
 _ON_PROBLEM = ("record", "raise")
 
 #: Below this many scans, headers are read in the calling thread (a pool costs more than it saves).
@@ -87,34 +84,6 @@ _POOL_FROM = 64
 _PROBE = 32
 #: Wall time over CPU time above which reads count as waiting on storage.
 _IO_BOUND_RATIO = 2.0
-_MISSING_VALUES = ("", "n/a")
-
-
-@dataclass(frozen=True, slots=True)
-class Dataset:
-    """A BIDS dataset searched by :func:`find_scans`.
-
-    Attributes
-    ----------
-    root
-        The dataset folder, resolved (absolute, symlinks followed).
-    given
-        The path as it was passed.
-    name
-        ``Name`` from ``dataset_description.json``, else the folder name.
-    site
-        The dataset's own site label (folder-derived, made unique across the
-        datasets of the call); subjects with a ``site`` value in
-        ``participants.tsv`` use that instead.
-    site_column
-        Whether ``participants.tsv`` was read and has a ``site`` column.
-    """
-
-    root: str
-    given: str
-    name: str
-    site: str
-    site_column: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +96,16 @@ class Discovery:
         One record per readable T2w image, sorted by ``scan_id``.
     problems
         Failure records (stage ``"discover"``) for everything that was skipped
-        or could not be read: corrupt images, broken sidecars or
-        ``participants.tsv``, masks without an image, symlinks leaving a dataset.
+        or could not be read, one per bad file or folder: corrupt images, broken
+        sidecars or ``participants.tsv``, symlink loops, FIFOs, masks without an
+        image, symlinks leaving a dataset, duplicate scan ids, unusable datasets
+        (see ``on_problem`` of :func:`find_scans`).
     filters
         The active filters and options (``datasets``, ``participant_labels``,
         ``sessions``, ``include``, ``exclude``, suffixes), for messages and summaries.
     datasets
-        The datasets searched, in the order given.
+        The datasets searched, in the order given (without those that could not
+        be searched, which are in ``problems``).
     """
 
     scans: tuple[Scan, ...]
@@ -143,50 +115,6 @@ class Discovery:
 
     def __len__(self) -> int:
         return len(self.scans)
-
-
-@dataclass(slots=True)
-class _Candidate:
-    """An image found on disk, before its header is read."""
-
-    dataset: Dataset
-    sub: str
-    ses: str | None
-    entities: Entities
-    stem: str
-    path: str
-    folder: str
-    site: str
-    scan_id: str
-    sidecars: tuple[SidecarFile, ...]
-    participant: tuple[tuple[str, str], ...]
-    cord: tuple[int, str] | None = None
-    lesion: tuple[int, str] | None = None
-
-
-class _Problems:
-    """Collects failure records, or raises at the first one (``on_problem="raise"``)."""
-
-    def __init__(self, policy: OnProblem) -> None:
-        self.policy = policy
-        self.records: list[Failure] = []
-
-    def add(self, exc: BaseException, *, scan_id: str, site: str | None) -> None:
-        if self.policy == "raise":
-            if isinstance(exc, DiscoveryError):
-                raise exc
-            path = getattr(exc, "path", None)
-            msg = str(exc) if isinstance(exc, CohortSciSegError) else f"{type(exc).__name__}: {exc}"
-            raise DiscoveryError(msg, path=path, scan_id=scan_id) from exc
-        # Returned as records; logged at debug level only, so a library call stays quiet.
-        logger.debug("discovery problem: %s", exc)
-        self.records.append(
-            Failure.from_exception(exc, scan_id=scan_id, stage="discover", site=site)
-        )
-
-
-def _dataset_id(root: str) -> str:
-    return f"dataset:{root}"
 
 
 def _as_paths(bids_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -208,257 +136,7 @@ def _as_suffixes(value: str | Sequence[str], what: str) -> tuple[str, ...]:
     return items
 
 
-def _check_dataset(given: str) -> str:
-    if not os.path.exists(given):
-        msg = format_error(
-            "BIDS dataset folder does not exist",
-            path=given,
-            expected="an existing folder with dataset_description.json",
-            fix="check the path (and that the disk is mounted)",
-        )
-        raise DiscoveryError(msg, path=given)
-    if not os.path.isdir(given):
-        msg = format_error(
-            "is a file, not a BIDS dataset folder",
-            path=given,
-            expected="a folder with dataset_description.json",
-            fix="pass the dataset's top folder (the one holding dataset_description.json and sub-*/)",
-        )
-        raise DiscoveryError(msg, path=given)
-    if not os.path.isfile(os.path.join(given, "dataset_description.json")):
-        msg = format_error(
-            "not a BIDS dataset: dataset_description.json is missing",
-            path=given,
-            expected="a BIDS dataset folder with dataset_description.json and sub-*/ folders",
-            fix='pass the dataset\'s top folder, or create dataset_description.json with at least {"Name": "...", "BIDSVersion": "1.9.0"}',
-        )
-        raise DiscoveryError(msg, path=given)
-    return os.path.realpath(given)
-
-
-def _check_inside(path: str, root: str) -> None:
-    """Raise unless ``path`` resolves inside the dataset ``root`` (a top-level file read by name)."""
-    if not inside(path, root):
-        target = os.path.realpath(path)
-        msg = format_error(
-            f"symlink points outside the dataset, to {target!r}; not followed",
-            path=path,
-            expected=f"files that stay inside {root!r}",
-            fix="copy the file into the dataset",
-        )
-        raise DiscoveryError(msg, path=path)
-
-
-def _dataset_name(root: str, folder: str, problems: _Problems, site: str) -> str:
-    path = os.path.join(root, "dataset_description.json")
-    try:
-        _check_inside(path, root)
-    except DiscoveryError as err:
-        problems.add(err, scan_id=_dataset_id(root), site=site)
-        return folder
-    try:
-        with open(path, "rb") as fh:
-            desc = json.loads(fh.read())
-    except (OSError, ValueError) as exc:
-        msg = format_error(
-            f"dataset_description.json cannot be read ({type(exc).__name__}: {exc})",
-            path=path,
-            expected="a JSON object with Name and BIDSVersion",
-            fix="fix the JSON syntax (check it with `python -m json.tool FILE`); the folder name is used meanwhile",
-        )
-        problems.add(DiscoveryError(msg, path=path), scan_id=_dataset_id(root), site=site)
-        return folder
-    name = desc.get("Name") if isinstance(desc, dict) else None
-    return name if isinstance(name, str) and name.strip() else folder
-
-
-def _assign_folder_sites(folder_labels: list[str], column_sites: list[frozenset[str]]) -> list[str]:
-    taken: set[str] = set()
-    out = []
-    for i, base in enumerate(folder_labels):
-        others: set[str] = set()
-        for j, cols in enumerate(column_sites):
-            if j != i:
-                others |= cols
-        label, k = base, 2
-        while label in taken or label in others:
-            label, k = f"{base}{k}", k + 1
-        if label != base:
-            logger.warning(
-                "site label %r of dataset %d is already used by another dataset; using %r",
-                base,
-                i + 1,
-                label,
-            )
-        taken.add(label)
-        out.append(label)
-    return out
-
-
-class _Walker:
-    """Lists one dataset and collects :class:`_Candidate` images."""
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        participants: Participants | None,
-        *,
-        image_suffix: str,
-        subject_ok: Callable[[str], bool],
-        session_ok: Callable[[str | None], bool],
-        problems: _Problems,
-    ) -> None:
-        self.ds = dataset
-        self.participants = participants
-        self.suffix = image_suffix
-        self.tails = (f"_{image_suffix}.nii.gz", f"_{image_suffix}.nii")
-        self.json_tail = f"{image_suffix}.json"
-        self.subject_ok = subject_ok
-        self.session_ok = session_ok
-        self.problems = problems
-        self.found: list[_Candidate] = []
-        self._sites: dict[str, str] = {}
-
-    def _report(self, exc: DiscoveryError) -> None:
-        self.problems.add(exc, scan_id=_dataset_id(self.ds.root), site=self.ds.site)
-
-    def _list(self, path: str, relevant: Callable[[str], bool]) -> list[os.DirEntry[str]]:
-        entries, errs = list_dir(path, self.ds.root, relevant)
-        for e in errs:
-            self._report(e)
-        return entries
-
-    def _is_sidecar(self, name: str) -> bool:
-        return name.endswith(self.json_tail)
-
-    def _relevant_top(self, name: str) -> bool:
-        return name.startswith("sub-") or self._is_sidecar(name)
-
-    def _relevant_folder(self, name: str) -> bool:
-        return name == "anat" or name.startswith("ses-") or self._is_sidecar(name)
-
-    def _relevant_anat(self, name: str) -> bool:
-        return name.endswith(self.tails) or self._is_sidecar(name)
-
-    def _sidecars(self, entries: list[os.DirEntry[str]], level: int) -> tuple[SidecarFile, ...]:
-        out = []
-        for e in entries:
-            if e.name.endswith(".json"):
-                sf = sidecar_file(e.name, e.path, level, self.suffix)
-                if sf is not None:
-                    out.append(sf)
-        return tuple(out)
-
-    def site_of(self, sub: str) -> str:
-        try:
-            return self._sites[sub]
-        except KeyError:
-            pass
-        site = self.ds.site
-        if self.participants is not None and self.ds.site_column:
-            raw = self.participants.value(sub, "site")
-            if raw is not None and raw.strip() not in _MISSING_VALUES:
-                reduced = site_label(raw.strip())
-                if reduced:
-                    site = reduced
-                else:
-                    msg = format_error(
-                        f"site {raw!r} of sub-{sub} has no letters or digits; using the dataset's site {site!r}",
-                        path=self.participants.path,
-                        expected="a site label with BIDS alphanumerics [A-Za-z0-9]",
-                        fix="give the subject a site label made of letters and digits (e.g. 'zurich')",
-                    )
-                    self._report(DiscoveryError(msg, path=self.participants.path))
-        self._sites[sub] = site
-        return site
-
-    def walk(self) -> None:
-        root = self.ds.root
-        top = self._list(root, self._relevant_top)
-        root_sc = self._sidecars(top, LEVEL_DATASET)
-        for sub in top:
-            name = sub.name
-            if not name.startswith("sub-") or len(name) == 4 or not sub.is_dir():
-                continue
-            label = name[4:]
-            if not self.subject_ok(label):
-                continue
-            sub_entries = self._list(sub.path, self._relevant_folder)
-            sub_sc = root_sc + self._sidecars(sub_entries, LEVEL_SUBJECT)
-            for e in sub_entries:
-                if e.name == "anat":
-                    if e.is_dir() and self.session_ok(None):
-                        self._anat(e.path, f"{name}/anat", label, None, sub_sc)
-                elif e.name.startswith("ses-") and len(e.name) > 4 and e.is_dir():
-                    ses = e.name[4:]
-                    if not self.session_ok(ses):
-                        continue
-                    ses_entries = self._list(e.path, self._relevant_folder)
-                    ses_sc = sub_sc + self._sidecars(ses_entries, LEVEL_SESSION)
-                    for a in ses_entries:
-                        if a.name == "anat" and a.is_dir():
-                            self._anat(a.path, f"{name}/{e.name}/anat", label, ses, ses_sc)
-
-    def _anat(
-        self, folder: str, rel: str, sub: str, ses: str | None, inherited: tuple[SidecarFile, ...]
-    ) -> None:
-        entries = self._list(folder, self._relevant_anat)
-        sidecars = inherited + self._sidecars(entries, LEVEL_DATATYPE)
-        tail_gz, tail_nii = self.tails
-        for e in entries:
-            name = e.name
-            if name.endswith(tail_gz):
-                stem = name[:-7]
-            elif name.endswith(tail_nii):
-                stem = name[:-4]
-            else:
-                continue
-            if e.is_dir():
-                continue
-            parsed = parse_name(stem)
-            if parsed is None:
-                msg = format_error(
-                    f"file name {name!r} is not a valid BIDS name; skipped",
-                    path=e.path,
-                    expected=f"sub-<label>[_ses-<label>][_<key>-<label>...]_{self.suffix}.nii.gz "
-                    "(labels without '_', every key with a label, no repeated key)",
-                    fix="rename the file to the BIDS pattern",
-                )
-                self._report(DiscoveryError(msg, path=e.path))
-                continue
-            entities = parsed[0]
-            ent = dict(entities)
-            if ent.get("sub") != sub or ent.get("ses") != ses:
-                want = f"sub-{sub}" + ("" if ses is None else f" and ses-{ses}")
-                got = f"sub={ent.get('sub')!r}, ses={ent.get('ses')!r}"
-                msg = format_error(
-                    f"file name entities ({got}) do not match its folder {rel!r}; skipped",
-                    path=e.path,
-                    expected=f"a name starting with {want}",
-                    fix="move the file to its subject/session folder or correct its name",
-                )
-                self._report(DiscoveryError(msg, path=e.path))
-                continue
-            site = self.site_of(sub)
-            participant = () if self.participants is None else self.participants.rows.get(sub, ())
-            self.found.append(
-                _Candidate(
-                    dataset=self.ds,
-                    sub=sub,
-                    ses=ses,
-                    entities=entities,
-                    stem=stem,
-                    path=e.path,
-                    folder=rel,
-                    site=site,
-                    scan_id=scan_id(site, entities, self.suffix),
-                    sidecars=sidecars,
-                    participant=participant,
-                )
-            )
-
-
-def _read_one(c: _Candidate) -> NiftiInfo | Exception:
+def _read_one(c: Candidate) -> NiftiInfo | Exception:
     try:
         return read_header(c.path, scan_id=c.scan_id)
     except NiftiError as exc:
@@ -477,7 +155,7 @@ def _read_one(c: _Candidate) -> NiftiInfo | Exception:
 
 
 def _read_headers(
-    cands: Sequence[_Candidate], max_workers: int | None
+    cands: Sequence[Candidate], max_workers: int | None
 ) -> list[NiftiInfo | Exception]:
     """Headers of ``cands`` in order; a thread pool when it pays off (see :func:`find_scans`)."""
     if max_workers == 1 or len(cands) < _POOL_FROM:
@@ -608,11 +286,19 @@ def find_scans(
     image_suffix
         BIDS suffix of the images (``"T2w"``).
     on_problem
-        ``"record"``: a corrupt image, a broken sidecar or ``participants.tsv``, a
-        mask without an image, a symlink leaving the dataset, ... becomes a
-        :class:`~cohort_sciseg.records.Failure` in ``Discovery.problems`` and
-        discovery goes on. ``"raise"``: the first such problem raises
-        :class:`~cohort_sciseg.errors.DiscoveryError`.
+        ``"record"``: each bad file or folder becomes one
+        :class:`~cohort_sciseg.records.Failure` in ``Discovery.problems`` (naming
+        the path, the bad value and a fix) and discovery goes on with everything
+        else: a corrupt image; a sidecar, ``dataset_description.json`` or
+        ``participants.tsv`` that is broken, not UTF-8, nested too deeply or too
+        large; a symlink loop, a broken link or a FIFO, socket or folder where a
+        file is expected (never opened, so never a hang); a mask without an
+        image; a symlink leaving the dataset; a name that is not UTF-8; images
+        that give the same scan id (a ``.nii`` beside a ``.nii.gz``: all of them
+        are dropped, since nothing says which is right); and, among several
+        datasets, a folder that is missing or has no ``dataset_description.json``
+        (the other datasets are searched). ``"raise"``: the first such problem
+        raises :class:`~cohort_sciseg.errors.DiscoveryError`.
     max_workers
         Threads that read NIfTI headers. ``None`` (default): with 64 scans or more,
         the first 32 headers are read serially and timed; if they spent more than
@@ -631,10 +317,11 @@ def find_scans(
     Raises
     ------
     DiscoveryError
-        A folder is missing or not a BIDS dataset; a dataset is given twice; two
-        images give the same scan id; an include/exclude file cannot be read; no
-        T2w image matches (the message lists the filters and datasets searched);
-        or any problem when ``on_problem="raise"``.
+        No given folder is a usable BIDS dataset (the message gives each one's
+        reason); a dataset is given twice; an include/exclude file cannot be
+        read (missing, not a regular file, not UTF-8); no T2w image matches
+        (the message lists the filters and datasets searched); or any problem
+        when ``on_problem="raise"``.
     ValueError
         An option has an invalid value (the message lists the valid ones).
 
@@ -663,19 +350,9 @@ def find_scans(
             fix="pass find_scans('path/to/bids') or a list of folders",
         )
         raise DiscoveryError(msg)
-    roots = [_check_dataset(g) for g in given]
-    seen: dict[str, str] = {}
-    for g, r in zip(given, roots, strict=True):
-        if r in seen:
-            msg = format_error(
-                f"dataset listed twice: {seen[r]!r} and {g!r} are the same folder {r!r}",
-                path=g,
-                expected="each dataset once",
-                fix="remove the duplicate from the list of datasets",
-            )
-            raise DiscoveryError(msg, path=g)
-        seen[r] = g
-
+    problems = Problems(on_problem)
+    usable = usable_datasets(given, problems)
+    roots = [r for _, r in usable]
     filters: dict[str, Any] = {
         "datasets": list(roots),
         "participant_labels": None if subjects is None else sorted(subjects),
@@ -688,7 +365,6 @@ def find_scans(
         "cord_suffixes": list(cords),
         "lesion_suffixes": list(lesions),
     }
-    problems = _Problems(on_problem)
 
     def subject_ok(label: str) -> bool:
         return subjects is None or label in subjects
@@ -696,55 +372,25 @@ def find_scans(
     def session_ok(label: str | None) -> bool:
         return session_set is None or label in session_set
 
-    # Folder-derived site labels and participants.tsv of every dataset.
-    folders = [os.path.basename(os.path.abspath(g)) or "dataset" for g in given]
-    bases = [site_label(f) or "dataset" for f in folders]
-    tables: list[Participants | None] = []
-    column_sites: list[frozenset[str]] = []
-    raw_of_label: dict[str, set[str]] = {}
-    for root, base in zip(roots, bases, strict=True):
-        table = None
-        path = os.path.join(root, "participants.tsv")
-        if os.path.lexists(path):
-            try:
-                _check_inside(path, root)
-                table = read_participants(path)
-            except DiscoveryError as err:
-                problems.add(err, scan_id=_dataset_id(root), site=base)
-        tables.append(table)
-        cols: frozenset[str] = frozenset()
-        if table is not None and "site" in table.columns:
-            labels: set[str] = set()
-            for row in table.rows.values():
-                for k, v in row:
-                    raw = v.strip()
-                    if k == "site" and raw not in _MISSING_VALUES and (label := site_label(raw)):
-                        labels.add(label)
-                        raw_of_label.setdefault(label, set()).add(raw)
-            cols = frozenset(labels)
-        column_sites.append(cols)
-    for label, raws in sorted(raw_of_label.items()):
-        if len(raws) > 1:
-            logger.warning(
-                "participants.tsv site values %s all give the site label %r; they are one site",
-                sorted(raws),
-                label,
-            )
-    sites = _assign_folder_sites(bases, column_sites)
+    # Folder-derived site labels and participants.tsv of every usable dataset.
+    folders, bases = zip(*(folder_site(g) for g, _ in usable), strict=True)
+    site_tables = read_site_tables(roots, list(bases), problems)
+    sites = assign_folder_sites(list(bases), site_tables.column_sites)
 
     datasets = []
-    candidates: list[_Candidate] = []
-    for g, root, folder, site, table in zip(given, roots, folders, sites, tables, strict=True):
-        name = _dataset_name(root, folder, problems, site)
+    candidates: list[Candidate] = []
+    for (g, root), folder, site, table in zip(
+        usable, folders, sites, site_tables.tables, strict=True
+    ):
         ds = Dataset(
             root=root,
             given=g,
-            name=name,
+            name=dataset_name(root, folder, problems, site),
             site=site,
             site_column=table is not None and "site" in table.columns,
         )
         datasets.append(ds)
-        walker = _Walker(
+        walker = Walker(
             ds,
             table,
             image_suffix=image_suffix,
@@ -753,25 +399,11 @@ def find_scans(
             problems=problems,
         )
         walker.walk()
-        _attach_masks(
+        attach_masks(
             ds, walker.found, cords, lesions, image_suffix, subject_ok, session_ok, problems
         )
         candidates.extend(walker.found)
-
-    by_id: dict[str, _Candidate] = {}
-    for c in candidates:
-        other = by_id.get(c.scan_id)
-        if other is not None:
-            msg = format_error(
-                f"two images give the same scan id {c.scan_id!r}: {other.path!r} and {c.path!r}",
-                path=c.path,
-                scan_id=c.scan_id,
-                expected="each scan once across all datasets",
-                fix="remove the duplicate image (e.g. a .nii next to a .nii.gz), pass each dataset once, "
-                "or correct the participants.tsv site column so that the two scans get different sites",
-            )
-            raise DiscoveryError(msg, path=c.path, scan_id=c.scan_id)
-        by_id[c.scan_id] = c
+    candidates = drop_duplicate_ids(candidates, problems)
 
     selected = _apply_id_lists(candidates, inc, exc, problems)
     if not selected:
@@ -816,57 +448,14 @@ def find_scans(
     )
 
 
-def _drain(cache: SidecarCache, ds: Dataset, problems: _Problems) -> None:
+def _drain(cache: SidecarCache, ds: Dataset, problems: Problems) -> None:
     while cache.problems:
-        problems.add(cache.problems.pop(0), scan_id=_dataset_id(ds.root), site=ds.site)
-
-
-def _attach_masks(
-    ds: Dataset,
-    found: list[_Candidate],
-    cords: tuple[str, ...],
-    lesions: tuple[str, ...],
-    image_suffix: str,
-    subject_ok: Callable[[str], bool],
-    session_ok: Callable[[str | None], bool],
-    problems: _Problems,
-) -> None:
-    masks, errs = find_masks(
-        ds.root,
-        suffixes=cords + lesions,
-        image_suffix=image_suffix,
-        subject_ok=subject_ok,
-        session_ok=session_ok,
-    )
-    for err in errs:
-        problems.add(err, scan_id=_dataset_id(ds.root), site=ds.site)
-    index = {(c.folder, c.stem): c for c in found}
-    rank = {s: i for i, s in enumerate(cords)} | {s: i for i, s in enumerate(lesions)}
-    for m in masks:
-        c = index.get((m.folder, m.image_stem))
-        if c is None:
-            expected = os.path.join(ds.root, *m.folder.split("/"), m.image_stem + ".nii.gz")
-            msg = format_error(
-                f"manual mask ({m.suffix!r}) has no matching image; expected the image {expected!r}",
-                path=m.path,
-                expected=f"derivatives/labels/<image folder>/<image name without extension>_{m.suffix}.nii.gz",
-                fix="add the missing image, rename the mask after its image, or remove the mask",
-            )
-            problems.add(
-                DiscoveryError(msg, path=m.path), scan_id=_dataset_id(ds.root), site=ds.site
-            )
-            continue
-        choice = (rank[m.suffix], m.path)
-        if m.suffix in cords:
-            if c.cord is None or choice < c.cord:
-                c.cord = choice
-        elif c.lesion is None or choice < c.lesion:
-            c.lesion = choice
+        problems.add(cache.problems.pop(0), scan_id=dataset_id(ds.root), site=ds.site)
 
 
 def _apply_id_lists(
-    candidates: list[_Candidate], inc: IdList | None, exc: IdList | None, problems: _Problems
-) -> list[_Candidate]:
+    candidates: list[Candidate], inc: IdList | None, exc: IdList | None, problems: Problems
+) -> list[Candidate]:
     selected = candidates
     if inc is not None:
         wanted = set(inc.ids)
@@ -890,7 +479,7 @@ def _apply_id_lists(
 
 
 def _build_scan(
-    c: _Candidate,
+    c: Candidate,
     info: NiftiInfo,
     cache: SidecarCache,
     image_suffix: str,

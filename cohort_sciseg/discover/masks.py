@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cohort_sciseg.discover._fs import inside, list_dir
+from cohort_sciseg.discover._fs import entry_kind, inside, kind_of, list_dir, unusable
 from cohort_sciseg.discover.entities import split_extension
 from cohort_sciseg.errors import DiscoveryError, format_error
 
@@ -108,13 +108,23 @@ def find_masks(
     Returns
     -------
     (masks, problems)
-        Masks in walk order; problems are symlinks leaving the dataset and
-        folders that cannot be listed.
+        Masks in walk order; problems are symlinks leaving the dataset,
+        folders that cannot be listed, symlink loops and broken links, and
+        mask names that are not regular files (a FIFO, a socket, ...).
     """
     labels = os.path.join(root_real, *LABELS_DIR)
     masks: list[MaskFile] = []
     problems: list[DiscoveryError] = []
-    if not os.path.isdir(labels):
+    kind = kind_of(labels)
+    if kind.kind in ("missing", "file", "other"):
+        return masks, problems
+    if kind.kind != "dir":
+        # A link loop or a broken link would hide every mask of the dataset without a word.
+        problems.append(
+            unusable(
+                labels, kind, what="derivatives/labels", expected="a folder", then="; no mask read"
+            )
+        )
         return masks, problems
     if not inside(labels, root_real):
         target = os.path.realpath(labels)
@@ -133,30 +143,51 @@ def find_masks(
     def is_folder(name: str) -> bool:
         return name == "anat" or name.startswith("ses-")
 
+    def enter(entry: os.DirEntry[str], what: str) -> bool:
+        kind = entry_kind(entry)
+        if kind.kind in ("broken", "error"):
+            problems.append(
+                unusable(entry.path, kind, what=what, expected="a folder", then="; skipped")
+            )
+        return kind.kind == "dir"
+
     def walk(folder: str, rel: str) -> None:
         entries, errs = list_dir(folder, root_real, is_mask)
         problems.extend(errs)
         for e in entries:
             found = mask_image_stem(e.name, suffixes, image_suffix)
-            if found is not None and not e.is_dir():
+            if found is None:
+                continue
+            kind = entry_kind(e)
+            if kind.kind == "file":
                 masks.append(
                     MaskFile(path=e.path, folder=rel, image_stem=found[0], suffix=found[1])
+                )
+            elif kind.kind != "dir":
+                problems.append(
+                    unusable(
+                        e.path, kind, what="manual mask", expected="a NIfTI file", then="; not used"
+                    )
                 )
 
     top, errs = list_dir(labels, root_real, lambda name: name.startswith("sub-"))
     problems.extend(errs)
     for sub in top:
-        if not (sub.name.startswith("sub-") and sub.is_dir() and subject_ok(sub.name[4:])):
+        if not (sub.name.startswith("sub-") and subject_ok(sub.name[4:])):
+            continue
+        if not enter(sub, "subject folder"):
             continue
         inner, errs = list_dir(sub.path, root_real, is_folder)
         problems.extend(errs)
         for e in inner:
-            if e.name == "anat" and e.is_dir() and session_ok(None):
+            if e.name == "anat" and session_ok(None) and enter(e, "anat folder"):
                 walk(e.path, f"{sub.name}/anat")
-            elif e.name.startswith("ses-") and e.is_dir() and session_ok(e.name[4:]):
+            elif (
+                e.name.startswith("ses-") and session_ok(e.name[4:]) and enter(e, "session folder")
+            ):
                 ses_entries, errs = list_dir(e.path, root_real, lambda name: name == "anat")
                 problems.extend(errs)
                 for a in ses_entries:
-                    if a.name == "anat" and a.is_dir():
+                    if a.name == "anat" and enter(a, "anat folder"):
                         walk(a.path, f"{sub.name}/{e.name}/anat")
     return masks, problems

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from cohort_sciseg.discover._fs import MAX_TABLE_BYTES, read_regular
 from cohort_sciseg.errors import DiscoveryError, format_error
 
 __all__ = ["Participants", "read_participants"]
@@ -74,20 +75,14 @@ def read_participants(path: str | os.PathLike[str]) -> Participants:
     Raises
     ------
     DiscoveryError
-        The file cannot be read, is not UTF-8, is empty, has no
+        The file is not a regular file (a FIFO, a folder, a symlink loop, ...),
+        cannot be read, is larger than
+        :data:`~cohort_sciseg.discover._fs.MAX_TABLE_BYTES`, is not UTF-8, is empty, has no
         ``participant_id`` column, has rows with a different number of fields
         than the header, or lists a subject twice. The message names the line.
     """
     p = os.fspath(path)
-    try:
-        with open(p, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise _error(
-            p,
-            f"cannot read participants.tsv ({type(exc).__name__}: {exc.strerror or exc})",
-            "check the file's permissions",
-        ) from exc
+    raw = read_regular(p, what="participants.tsv", max_bytes=MAX_TABLE_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

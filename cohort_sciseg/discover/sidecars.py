@@ -15,12 +15,12 @@ is reported once, however many scans it would apply to.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cohort_sciseg.discover._json import read_json
 from cohort_sciseg.discover.entities import Entities, parse_name
 from cohort_sciseg.errors import DiscoveryError, format_error
 
@@ -45,6 +45,7 @@ _JSON_FIX = (
     "fix the JSON syntax (check it with `python -m json.tool FILE`) or remove the file; "
     "the scans it applies to are kept without its metadata"
 )
+_EXPECTED = "a JSON object (BIDS sidecar)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,30 +103,21 @@ class SidecarCache:
     problems: list[DiscoveryError] = field(default_factory=list)
 
     def load(self, path: str) -> dict[str, Any] | None:
-        """The JSON object in ``path``, or ``None`` (and a problem, once) when unreadable."""
+        """The JSON object in ``path``, or ``None`` (and a problem, once) when unreadable.
+
+        Unreadable covers anything :func:`~cohort_sciseg.discover._json.read_json`
+        refuses (not a regular file, a symlink loop, too large, not UTF-8, not
+        JSON, nested too deeply), and JSON that is not an object.
+        """
         try:
             return self._data[path]
         except KeyError:
             pass
         data: dict[str, Any] | None = None
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            self.report(
-                path,
-                f"sidecar is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            )
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            self.report(
-                path, f"sidecar is not UTF-8 text (line {line}, byte {raw[exc.start]:#04x})"
-            )
-        except OSError as exc:
-            self.report(
-                path, f"cannot read the sidecar ({type(exc).__name__}: {exc.strerror or exc})"
-            )
+            obj = read_json(path, what="the sidecar", expected=_EXPECTED, fix=_JSON_FIX)
+        except DiscoveryError as exc:
+            self._add(path, exc)
         else:
             if isinstance(obj, dict):
                 data = obj
@@ -138,13 +130,14 @@ class SidecarCache:
         self, path: str, what: str, *, expected: str | None = None, fix: str = _JSON_FIX
     ) -> None:
         """Record a problem with ``path`` unless the same one was recorded already."""
-        if (path, what) in self._reported:
-            return
-        self._reported.add((path, what))
-        msg = format_error(
-            what, path=path, expected=expected or "a JSON object (BIDS sidecar)", fix=fix
-        )
-        self.problems.append(DiscoveryError(msg, path=path))
+        msg = format_error(what, path=path, expected=expected or _EXPECTED, fix=fix)
+        self._add(path, DiscoveryError(msg, path=path), key=what)
+
+    def _add(self, path: str, exc: DiscoveryError, *, key: str | None = None) -> None:
+        marker = (path, str(exc) if key is None else key)
+        if marker not in self._reported:
+            self._reported.add(marker)
+            self.problems.append(exc)
 
 
 @dataclass(frozen=True, slots=True)
