@@ -3,15 +3,37 @@
 :func:`read_header` and :func:`load_nifti` check a file before anything large is
 allocated: it exists and is not empty, the header parses, the image is 3D (a 4D
 image with one frame is squeezed), dimensions and total size are within limits,
-voxel sizes are finite and positive, there is a usable sform or qform, and (for
+the voxel spacing is stated by the header and plausible (below), and (for
 :func:`load_nifti`) the gzip stream is complete with a valid CRC and the data are
 finite. Every failure raises :class:`~cohort_sciseg.errors.NiftiError` naming the
-file, the bad value, what was expected and the fix.
+file, the header field and its value, what was expected and the fix.
+
+Voxel spacing is never changed silently. The header is read as written (nibabel
+repairs a loaded header in place: a ``pixdim`` of 0 becomes 1 mm, a negative one
+its absolute value; these repairs and nibabel's log lines about them are kept out
+of the reader, whose errors replace them). The voxel-to-world affine is:
+
+* the sform (``srow_x/y/z``) when ``sform_code > 0`` and the sform is valid:
+  finite, invertible (``|det| >= 1e-6`` times the product of its column norms) and
+  every voxel size (column norm) within [:data:`MIN_VOXEL_MM`, :data:`MAX_VOXEL_MM`];
+  ``pixdim`` is then ignored, as nibabel and FSL do;
+* otherwise the qform, when ``qform_code > 0``: ``pixdim[1..3]`` with the quaternion
+  (``quatern_b/c/d``), ``qoffset_x/y/z`` and ``qfac = -1`` when ``pixdim[0] < 0``,
+  else 1 (nifti1_io's reading). A ``pixdim[1..3]`` that is zero, negative,
+  non-finite or outside the limits is an error naming the field. An sform that is
+  set but invalid is passed over with a logged warning;
+* an error otherwise (no usable sform or qform), naming ``srow_x/y/z`` when an sform
+  was set.
+
+``NiftiInfo.voxel_size_mm`` is the spacing so chosen. NIfTI-1 and NIfTI-2 alike.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import logging
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -20,8 +42,12 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
+from nibabel.nifti1 import xform_codes
+from nibabel.quaternions import quat2mat
 from nibabel.spatialimages import HeaderDataError
+from nibabel.wrapstruct import WrapStructError
 
 from cohort_sciseg.errors import NiftiError, format_error
 from cohort_sciseg.io.atomic import atomic_path
@@ -30,6 +56,8 @@ from cohort_sciseg.io.orientation import orientation_code, voxel_sizes
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_VOXELS",
+    "MAX_VOXEL_MM",
+    "MIN_VOXEL_MM",
     "NIFTI_EXTENSIONS",
     "NiftiInfo",
     "Volume",
@@ -39,22 +67,39 @@ __all__ = [
     "save_nifti",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: Largest image accepted by default, in voxels (512^3; a whole-spine 0.5 mm scan is ~40 M).
 DEFAULT_MAX_VOXELS = 512**3
 #: Largest uncompressed data accepted by default, in bytes (4 GiB).
 DEFAULT_MAX_BYTES = 4 * 1024**3
+#: Smallest voxel size accepted on a spatial axis, in mm. In vivo spinal cord MRI is
+#: >= ~0.2 mm and ex vivo microscopy-MRI of cord tissue ~0.05 mm; a smaller size is
+#: a unit error (metres, or a spacing written in the wrong field) or garbage.
+MIN_VOXEL_MM = 0.05
+#: Largest voxel size accepted on a spatial axis, in mm. The thickest clinical
+#: slices (with gap) are ~10 mm; a larger size is a unit error (microns) or garbage.
+MAX_VOXEL_MM = 20.0
 
 _NIFTI_EXTS = (".nii.gz", ".nii")
 _HEADER_ERRORS = (
-    ImageFileError,
-    HeaderDataError,
-    EOFError,
-    gzip.BadGzipFile,
-    zlib.error,
-    OSError,
-    ValueError,
+    ImageFileError, HeaderDataError, WrapStructError, EOFError, gzip.BadGzipFile, zlib.error, OSError, ValueError, KeyError,
 )
 _REEXPORT_FIX = "re-export the image (e.g. with dcm2niix) or restore it from the source"
+_LIMITS = f"between {MIN_VOXEL_MM:g} and {MAX_VOXEL_MM:g} mm"
+_PIXDIM_FIX = (
+    "set the voxel size from the acquisition protocol (see the JSON sidecar or the DICOM), "
+    "e.g. `fslchpixdim IMG 0.5 0.5 3` (FSL), or re-convert from DICOM with dcm2niix"
+)
+_SFORM_FIX = (
+    "re-convert from DICOM with dcm2niix, or write the right voxel-to-world matrix "
+    "(e.g. `fslorient -setsform ...`, or nibabel `img.set_sform(affine, code=1)`)"
+)
+#: An sform is singular when |det| < this x the product of its column norms (axes collinear).
+_MIN_DET_RATIO = 1e-6
+#: sizeof_hdr of NIfTI-1 and NIfTI-2, the first 4 bytes of the file (either byte order).
+_HEADER_CLASSES: dict[int, Any] = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
+_SPATIAL_UNITS = {1: "metre", 3: "micron"}  # xyzt_units & 7 that are not mm (2) or unknown (0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,10 +113,12 @@ class NiftiInfo:
     shape
         Spatial dimensions in voxels (a single-frame 4D image reports 3 dims).
     voxel_size_mm
-        Voxel sizes along the array axes, in mm (from the affine's column norms).
+        Voxel sizes along the array axes, in mm: the sform's column norms when the
+        sform is used, else ``pixdim[1..3]`` (see the module docstring); each within
+        [:data:`MIN_VOXEL_MM`, :data:`MAX_VOXEL_MM`].
     affine
-        Voxel-to-world (RAS+ scanner, mm) affine: the sform if its code is set,
-        else the qform.
+        Voxel-to-world (RAS+ scanner, mm) affine: the sform if its code is set and it
+        is valid, else the qform.
     orientation
         Axis orientation in SCT's naming (``"RPI"`` = nibabel ``"LAS"``).
     dtype
@@ -161,8 +208,8 @@ def _check_file(path: Path, scan_id: str | None) -> None:
         raise _fail("file is empty (0 bytes)", path, "a NIfTI file", _REEXPORT_FIX, scan_id)
 
 
-def _spatial_shape(img: Any, path: Path, scan_id: str | None) -> tuple[int, int, int]:
-    shape: tuple[int, ...] = tuple(int(n) for n in img.shape)
+def _spatial_shape(dims: tuple[int, ...], path: Path, scan_id: str | None) -> tuple[int, int, int]:
+    shape: tuple[int, ...] = tuple(int(n) for n in dims)
     # Trailing singleton dimensions (a 4D image with one frame) are squeezed.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -180,46 +227,55 @@ def _spatial_shape(img: Any, path: Path, scan_id: str | None) -> tuple[int, int,
     return shape
 
 
-def _usable_affine(img: Any, path: Path, scan_id: str | None) -> np.ndarray:
-    hdr = img.header
-    sform_code = int(hdr["sform_code"]) if "sform_code" in hdr else 0
-    qform_code = int(hdr["qform_code"]) if "qform_code" in hdr else 0
-    if sform_code == 0 and qform_code == 0:
-        raise _fail(
-            "header has neither an sform nor a qform (sform_code = qform_code = 0)",
-            path,
-            "a scanner-space affine",
-            "re-convert from DICOM with dcm2niix, or set the qform from a trusted source "
-            "(e.g. `sct_image -copy-header` or `fslorient -copyqform2sform`)",
-            scan_id,
-        )
-    affine = np.asarray(img.affine, dtype=np.float64)
-    if not np.all(np.isfinite(affine)):
-        raise _fail(f"affine has non-finite values: {affine.tolist()!r}", path, "finite numbers", _REEXPORT_FIX, scan_id)
-    zooms = voxel_sizes(affine)
-    if not all(np.isfinite(z) and z > 0 for z in zooms):
-        raise _fail(
-            "voxel sizes are (" + ", ".join(f"{z:.4g}" for z in zooms) + ") mm",
-            path,
-            "finite, positive voxel sizes in mm",
-            "fix pixdim/sform in the header (e.g. `sct_image -set-header`), or re-export the image",
-            scan_id,
-        )
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise _fail("affine is singular (axes are collinear)", path, "an invertible affine", _REEXPORT_FIX, scan_id)
-    return affine
+class _NibabelReports:
+    """Takes nibabel's header-repair reports, which its global logger prints to the terminal
+    on every read ("pixdim[1,2,3] should be non-zero; ..."): here they go to the debug log."""
+
+    def log(self, level: int, msg: str) -> None:
+        if level > 0 and msg:
+            logger.debug("nibabel header check (level %d): %s", level, msg)
 
 
-def _open_header(path: Path, scan_id: str | None) -> Any:
+def _parse_header(buf: bytes, path: Path, scan_id: str | None, *, extensions: bool) -> Any:
+    """The header as written (nibabel's repairs not applied), NIfTI-1 or NIfTI-2 by sizeof_hdr."""
+    sizes = (int.from_bytes(buf[:4], "little"), int.from_bytes(buf[:4], "big"))
+    klass = next((_HEADER_CLASSES[n] for n in sizes if n in _HEADER_CLASSES), None)
+    if klass is None or len(buf) < klass.template_dtype.itemsize:
+        what = (
+            f"sizeof_hdr = {sizes[0]} is neither 348 (NIfTI-1) nor 540 (NIfTI-2)"
+            if klass is None
+            else f"the header is cut short ({len(buf)} bytes)"
+        )
+        raise _fail(f"cannot read the NIfTI header ({what})", path, "a valid NIfTI-1 or NIfTI-2 header", _REEXPORT_FIX, scan_id)
+    if extensions:
+        return klass.from_fileobj(io.BytesIO(buf), check=False)
+    return klass(buf[: klass.template_dtype.itemsize], check=False)
+
+
+def _repaired(raw: Any) -> Any:
+    """A copy of ``raw`` with nibabel's repairs; nibabel's errors (level >= 40) are raised.
+
+    qfac and the xform codes are first set to how this reader reads them, so that an
+    output written with this header (a mask) keeps the input's geometry.
+    """
+    hdr = raw.copy()
+    pixdim = np.array(raw["pixdim"])
+    pixdim[0] = -1.0 if pixdim[0] < 0 else 1.0
+    hdr["pixdim"] = pixdim
+    for key in ("sform_code", "qform_code"):
+        if int(raw[key]) > 0 and int(raw[key]) not in xform_codes.value_set():
+            hdr[key] = 2  # set, but unknown to nibabel (which would drop it): "aligned"
+    hdr.check_fix(logger=_NibabelReports(), error_level=40)
+    return hdr
+
+
+def _read_header_block(path: Path, scan_id: str | None) -> tuple[Any, Any]:
+    """The raw and the repaired header of a file (no extensions, no data read)."""
     try:
-        # NIfTI-1 directly (skips nibabel's format sniffing, ~40% of a header read);
-        # anything else (NIfTI-2, ...) through the generic loader.
-        nifti1: Any = nib.Nifti1Image
-        return nifti1.load(path)
-    except _HEADER_ERRORS:
-        pass
-    try:
-        return nib.load(path)
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as f:
+            buf = f.read(max(k.template_dtype.itemsize for k in _HEADER_CLASSES.values()))
+        raw = _parse_header(buf, path, scan_id, extensions=False)
+        return raw, _repaired(raw)
     except _HEADER_ERRORS as exc:
         raise _fail(
             f"cannot read the NIfTI header ({type(exc).__name__}: {exc})",
@@ -230,10 +286,98 @@ def _open_header(path: Path, scan_id: str | None) -> Any:
         ) from exc
 
 
+def _sform_problem(sform: np.ndarray) -> str | None:
+    """Why the sform cannot give the voxel spacing, or None when it is valid."""
+    if not np.all(np.isfinite(sform)):
+        return "has non-finite values"
+    zooms = voxel_sizes(sform)
+    if not all(MIN_VOXEL_MM <= z <= MAX_VOXEL_MM for z in zooms):
+        return "gives voxel sizes (" + ", ".join(f"{z:.4g}" for z in zooms) + ") mm"
+    if abs(np.linalg.det(sform[:3, :3])) < _MIN_DET_RATIO * float(np.prod(zooms)):
+        return "is singular (its axes are collinear)"
+    return None
+
+
+def _qform(hdr: Any, why: str, path: Path, scan_id: str | None) -> np.ndarray:
+    """The qform affine from the raw header, every field checked (``why``: why not the sform)."""
+    pixdim = np.asarray(hdr["pixdim"], dtype=np.float64)
+    for i in (1, 2, 3):
+        v = float(pixdim[i])
+        if not (np.isfinite(v) and MIN_VOXEL_MM <= v <= MAX_VOXEL_MM):
+            unit = _SPATIAL_UNITS.get(int(hdr["xyzt_units"]) & 7)
+            raise _fail(
+                f"voxel size pixdim[{i}] = {v:g}" + (f" (xyzt_units says {unit})" if unit else "")
+                + f", pixdim[1..3] = ({pixdim[1]:g}, {pixdim[2]:g}, {pixdim[3]:g}); "
+                f"the qform gives the spacing because {why}",
+                path,
+                f"pixdim[1..3] {_LIMITS}",
+                _PIXDIM_FIX,
+                scan_id,
+            )
+    names = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
+    vals = [float(hdr[k]) for k in names]
+    bad = [f"{k} = {v:g}" for k, v in zip(names, vals, strict=True) if not np.isfinite(v)]
+    if bad:
+        raise _fail(f"qform has non-finite values ({', '.join(bad)})", path, "finite numbers", _REEXPORT_FIX, scan_id)
+    try:
+        quat = hdr.get_qform_quaternion()
+    except ValueError as exc:
+        raise _fail(
+            "qform quaternion (quatern_b, quatern_c, quatern_d) = "
+            f"({vals[0]:g}, {vals[1]:g}, {vals[2]:g}) has a norm above 1",
+            path,
+            "quatern_b^2 + quatern_c^2 + quatern_d^2 <= 1",
+            _REEXPORT_FIX,
+            scan_id,
+        ) from exc
+    zooms = pixdim[1:4].copy()
+    zooms[2] *= -1.0 if pixdim[0] < 0 else 1.0  # qfac, read as nifti1_io does
+    affine = np.eye(4)
+    affine[:3, :3] = quat2mat(quat) * zooms  # columns scaled: R @ diag(zooms)
+    affine[:3, 3] = vals[3:]
+    return affine
+
+
+def _header_affine(hdr: Any, path: Path, scan_id: str | None) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Voxel-to-world affine and voxel sizes (mm) from the raw header (module docstring)."""
+    sform_code, qform_code = int(hdr["sform_code"]), int(hdr["qform_code"])
+    if sform_code <= 0 and qform_code <= 0:
+        raise _fail(
+            f"header has neither an sform nor a qform (sform_code = {sform_code}, qform_code = {qform_code})",
+            path,
+            "a scanner-space affine",
+            "re-convert from DICOM with dcm2niix, or set the qform from a trusted source "
+            "(e.g. `sct_image -copy-header` or `fslorient -copyqform2sform`)",
+            scan_id,
+        )
+    why = f"sform_code = {sform_code}"
+    if sform_code > 0:
+        sform = np.eye(4)
+        sform[:3] = np.stack([np.asarray(hdr[k], dtype=np.float64) for k in ("srow_x", "srow_y", "srow_z")])
+        problem = _sform_problem(sform)
+        if problem is None:
+            return sform, voxel_sizes(sform)
+        if qform_code <= 0:
+            raise _fail(
+                f"the sform (srow_x/y/z, sform_code = {sform_code}) {problem} "
+                f"and there is no qform (qform_code = {qform_code})",
+                path,
+                f"a finite, invertible sform with voxel sizes {_LIMITS}",
+                _SFORM_FIX,
+                scan_id,
+            )
+        why = f"the sform (srow_x/y/z) {problem}"
+    affine = _qform(hdr, why, path, scan_id)
+    if sform_code > 0:
+        logger.warning("%s: %s; the qform gives the affine", path, why)
+    pixdim = hdr["pixdim"]
+    return affine, (float(pixdim[1]), float(pixdim[2]), float(pixdim[3]))
+
+
 def _check_size(
     shape: tuple[int, ...], itemsize: int, path: Path, scan_id: str | None, max_voxels: int, max_bytes: int
 ) -> None:
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)  # Python ints: NIfTI-2 dims can overflow int64
     if n > max_voxels:
         raise _fail(
             f"image has {n:,} voxels (shape {shape})",
@@ -273,23 +417,33 @@ def read_header(
     Raises
     ------
     NiftiError
-        Missing, empty or unparsable file; not 3D; too large; unusable affine.
+        Missing, empty or unparsable file; not 3D; too large; no usable voxel spacing
+        or affine (see the module docstring for the rules and
+        :data:`MIN_VOXEL_MM` / :data:`MAX_VOXEL_MM`).
     """
-    p = Path(path)
-    _check_file(p, scan_id)
-    img = _open_header(p, scan_id)
-    shape = _spatial_shape(img, p, scan_id)
-    dtype = img.header.get_data_dtype()
-    _check_size(shape, dtype.itemsize, p, scan_id, max_voxels, max_bytes)
-    affine = _usable_affine(img, p, scan_id)
-    return NiftiInfo(
-        path=str(p),
+    return _inspect(Path(path), scan_id, max_voxels, max_bytes)[0]
+
+
+def _inspect(path: Path, scan_id: str | None, max_voxels: int, max_bytes: int) -> tuple[NiftiInfo, Any]:
+    """:func:`read_header`'s checks; also returns the raw header."""
+    _check_file(path, scan_id)
+    raw, hdr = _read_header_block(path, scan_id)
+    shape = _spatial_shape(hdr.get_data_shape(), path, scan_id)
+    dtype = hdr.get_data_dtype()
+    _check_size(shape, dtype.itemsize, path, scan_id, max_voxels, max_bytes)
+    offset = float(raw["vox_offset"])
+    if not (np.isfinite(offset) and offset >= 0):
+        raise _fail(f"vox_offset = {offset:g}", path, "a byte offset >= 0 (352 for NIfTI-1)", _REEXPORT_FIX, scan_id)
+    affine, zooms = _header_affine(raw, path, scan_id)
+    info = NiftiInfo(
+        path=str(path),
         shape=shape,
-        voxel_size_mm=voxel_sizes(affine),
+        voxel_size_mm=zooms,
         affine=affine,
         orientation=orientation_code(affine),
         dtype=dtype.name,
     )
+    return info, raw
 
 
 def _read_payload(path: Path, limit: int, scan_id: str | None) -> bytes:
@@ -361,23 +515,23 @@ def load_nifti(
         Any check fails (message names the file, the value, the expectation, the fix).
     """
     p = Path(path)
-    info = read_header(p, scan_id=scan_id, max_voxels=max_voxels, max_bytes=max_bytes)
-    proxy_img: Any = _open_header(p, scan_id)
-    hdr0 = proxy_img.header
-    n_bytes = int(np.prod(info.shape, dtype=np.int64)) * hdr0.get_data_dtype().itemsize
-    offset = int(getattr(proxy_img.dataobj, "offset", hdr0.get_data_offset()))
+    info, raw = _inspect(p, scan_id, max_voxels, max_bytes)
+    dtype = raw.get_data_dtype()
+    n_bytes = int(np.prod(info.shape, dtype=np.int64)) * dtype.itemsize
+    offset = int(raw.get_data_offset())
     payload = _read_payload(p, offset + n_bytes + 1024 * 1024, scan_id)
     if len(payload) < offset + n_bytes:
         raise _fail(
             f"file holds {len(payload) - offset:,} data bytes",
             p,
-            f"{n_bytes:,} bytes for shape {info.shape} of {hdr0.get_data_dtype().name}",
+            f"{n_bytes:,} bytes for shape {info.shape} of {dtype.name}",
             _REEXPORT_FIX,
             scan_id,
         )
     try:
-        img = type(proxy_img).from_bytes(payload)
-        data = np.asanyarray(img.dataobj)
+        # The header again, with its extensions (kept for outputs), repaired quietly.
+        header = _repaired(_parse_header(payload, p, scan_id, extensions=True))
+        data = np.asanyarray(ArrayProxy(io.BytesIO(payload), header, mmap=False))
     except _HEADER_ERRORS as exc:
         raise _fail(f"cannot decode the voxel data ({exc})", p, None, _REEXPORT_FIX, scan_id) from exc
     data = data.reshape(info.shape)
@@ -399,7 +553,7 @@ def load_nifti(
             "convert the image to float32 (e.g. `sct_image -type float32`)",
             scan_id,
         )
-    return Volume(data=data, affine=info.affine, header=img.header, path=str(p))
+    return Volume(data=data, affine=info.affine, header=header, path=str(p))
 
 
 def save_nifti(

@@ -173,7 +173,7 @@ def test_zero_voxel_size(tmp_path):
     raw[252:254] = np.int16(0).tobytes()
     raw[320:324] = np.float32(0).tobytes()
     p.write_bytes(bytes(raw))
-    with pytest.raises(NiftiError, match=r"voxel sizes are \(0\.5, 0\.7, 0\) mm"):
+    with pytest.raises(NiftiError, match=r"sform \(srow_x/y/z.* gives voxel sizes \(0\.5, 0\.7, 0\) mm.*no qform"):
         read_header(p)
 
 
@@ -248,3 +248,17 @@ def test_nifti2_is_read(tmp_path, rng):
     vol = load_nifti(p)
     np.testing.assert_array_equal(vol.data, data)
     assert read_header(p).shape == SHAPE
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(np.nan, r"vox_offset = nan; expected a byte offset >= 0"), (-16.0, r"vox offset -16 too low")],
+)
+def test_bad_vox_offset(tmp_path, value, message):
+    # NIfTI-1 stores vox_offset as float32 at byte 108; nibabel would fail on int(nan) later.
+    p = _write(tmp_path / "a.nii", np.zeros(SHAPE, np.float32))
+    raw = bytearray(p.read_bytes())
+    raw[108:112] = np.float32(value).tobytes()
+    p.write_bytes(bytes(raw))
+    with pytest.raises(NiftiError, match=message):
+        read_header(p)
