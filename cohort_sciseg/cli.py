@@ -4,9 +4,11 @@ The only module that prints, configures logging or exits. Each subcommand is a
 small dataclass whose :meth:`run` the tests call in-process; :func:`main` parses
 arguments into one of them.
 
-Exit status: 0 success; 1 the command finished but some scans or files had
-problems (they are in the failures table and the summary); 2 the command could not
-run (bad arguments or a fatal input error, printed with its fix).
+Exit status (reserved so that scripts can tell them apart): 0 success; 1 the
+command finished but some scans or files had problems (they are in the failures
+table and the summary); 2 the command could not run (bad arguments or a fatal
+input error, printed with its fix); 70 an internal error (a bug: the traceback is
+printed, please report it); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,9 @@ __all__ = [
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
+#: an uncaught exception (sysexits' EX_SOFTWARE): never confused with 1, "finished with failed scans"
+EXIT_CRASH = 70
+EXIT_INTERRUPTED = 130
 
 
 def _describe_cohort(cohort: SynthCohort) -> str:
@@ -352,6 +358,7 @@ class RunCommand:
     report: bool = True
     resampling: str | None = None
     gpu_worker_threads: int | None = None
+    strict: bool = False
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -382,6 +389,7 @@ class RunCommand:
             exclude_scans=exclude,
             report=self.report,
             gpu_worker_threads="auto" if self.gpu_worker_threads is None else self.gpu_worker_threads,
+            strict=self.strict,
         )
         summary = run_cohort(self.bids_dirs, self.output, options, stream=sys.stderr if self.progress else None)
         out.write(summary.format() + "\n")
@@ -741,6 +749,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="no HTML QC report (report/): no per-scan images, no index")
     r.add_argument("--exclude-ratings", type=Path, metavar="FILE",
                    help="leave out the scans rated fail or artifact in this ratings file of the QC report (.csv, .yaml)")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at the first discovery problem (a bad file, a folder that is not a BIDS dataset) "
+                   "instead of recording it and running the other scans")
 
     rp_ = sub.add_parser("report", help="build or update the HTML QC report of a run (OUT_DIR/report/index.html)")
     rp_.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` output folder")
@@ -828,6 +839,7 @@ def _command(
             scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, gpus=ns.gpus, stages=ns.stages, resume=ns.resume,
             retries=ns.retries, units=ns.units, progress=ns.progress, exclude_ratings=ns.exclude_ratings,
             report=ns.report, resampling=ns.resampling, gpu_worker_threads=ns.gpu_worker_threads,
+            strict=ns.strict,
         )
     if ns.command == "report":
         return ReportCommand(out_dir=ns.out_dir, threads=ns.threads)
@@ -876,6 +888,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CohortSciSegError as exc:
         print(f"cohort-sciseg {ns.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"cohort-sciseg {ns.command}: interrupted; finished scans are kept (re-run with --resume)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # a bug, not a known condition: say so, show where, keep exit 1 for "some scans failed"
+        traceback.print_exc()
+        print(f"cohort-sciseg {ns.command}: internal error (the traceback above); finished scans are kept. "
+              "Please report it with the command line and this output.", file=sys.stderr)
+        return EXIT_CRASH
 
 
 if __name__ == "__main__":  # pragma: no cover

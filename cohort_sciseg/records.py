@@ -26,6 +26,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 __all__ = [
+    "ATTEMPT_TYPE",
     "BIOMARKERS_SCHEMA",
     "CLINICAL_COLUMNS",
     "FAILURES_SCHEMA",
@@ -167,6 +168,8 @@ class Failure:
         Which attempt failed (1 for the first).
     timestamp
         UTC time of the failure, ISO 8601.
+    run_id
+        The run that recorded it (``None`` outside ``cohort-sciseg run``).
     """
 
     scan_id: str
@@ -180,6 +183,7 @@ class Failure:
     timestamp: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )
+    run_id: str | None = None
 
     @classmethod
     def from_exception(
@@ -190,6 +194,7 @@ class Failure:
         stage: str | None = None,
         site: str | None = None,
         attempt: int = 1,
+        run_id: str | None = None,
         max_traceback_lines: int = 12,
     ) -> Failure:
         """Record ``exc``; ``stage`` and ``path`` default to the exception's own."""
@@ -204,6 +209,7 @@ class Failure:
             path=getattr(exc, "path", None),
             site=site,
             attempt=attempt,
+            run_id=run_id,
         )
 
 
@@ -264,6 +270,7 @@ FAILURES_SCHEMA = pa.schema(
         _f("path", pa.string(), "file concerned"),
         _f("attempt", pa.int32(), "attempt number", nullable=False),
         _f("timestamp", pa.string(), "UTC time, ISO 8601", nullable=False),
+        _f("run_id", pa.string(), "the run that recorded the failure (see logs/runs/)"),
     ]
 )
 
@@ -311,6 +318,16 @@ LESION_SLICES_SCHEMA = pa.schema(
 )
 
 
+#: One attempt at a scan within a run (``tables/scans`` column ``attempts``).
+ATTEMPT_TYPE = pa.struct(
+    [
+        ("worker", pa.string()),
+        ("started", pa.string()),
+        ("ended", pa.string()),
+        ("outcome", pa.string()),
+    ]
+)
+
 #: Schema of a run's ``tables/scans`` (one row per scan processed by ``cohort-sciseg run``).
 RUN_SCANS_SCHEMA = pa.schema(
     [
@@ -340,8 +357,13 @@ RUN_SCANS_SCHEMA = pa.schema(
         _f("lesion_dice", pa.float64(), "Dice of the predicted vs manual lesions (manual masks only)"),
         _f("seconds_segment", pa.float64(), "segmentation time", "s"),
         _f("seconds_total", pa.float64(), "time of the whole scan task", "s"),
-        _f("attempt", pa.int32(), "attempt that produced this row", nullable=False),
-        _f("notes", pa.string(), "morphometry notes, '; '-separated"),
+        _f("attempt", pa.int32(), "number of attempts of this run at the scan (a killed worker's attempt counts)", nullable=False),
+        _f("attempts", pa.list_(ATTEMPT_TYPE), "each attempt of this run: worker, started, ended (UTC), outcome (done, failed, lost)"),
+        _f("run_id", pa.string(), "the run that produced this row (see logs/runs/)"),
+        _f("suspect", pa.bool_(), "the result looks implausible: read suspect_reasons before using it"),
+        _f("suspect_reasons", pa.string(), "why the result is suspect, '; '-separated"),
+        _f("validation", pa.string(), "validated, excluded (manual masks unusable: see failures), incomplete (one manual mask missing) or null (no manual masks)"),
+        _f("notes", pa.string(), "morphometry notes, '; '-separated (manual-mask notes start with 'manual')"),
     ]
 )
 

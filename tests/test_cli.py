@@ -54,6 +54,41 @@ def test_main_fatal_error_exit_2(tmp_path, capsys):
     assert "Fix:" in err
 
 
+def test_run_output_path_that_is_a_file_exit_2(tree, tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("not a folder")
+    rc = main(["run", str(tree), "-o", str(target), "--segmenter", "copy-manual", "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "output path is an existing file" in err
+    assert "Fix:" in err
+    assert "Traceback" not in err
+    assert target.read_text() == "not a folder"
+
+
+def test_run_strict_stops_before_any_scan(tree, tmp_path, capsys):
+    next(tree.rglob("*_T2w.nii.gz")).write_bytes(b"")
+    rc = main(["run", str(tree), "-o", str(tmp_path / "out"), "--segmenter", "copy-manual", "--strict",
+               "--no-progress"])
+    assert rc == 2
+    assert "empty" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tables").exists()
+
+
+def test_an_internal_error_has_its_own_exit_status(tree, tmp_path, capsys, monkeypatch):
+    """A bug (an uncaught exception) exits 70, never 1 ("finished, some scans failed")."""
+    import cohort_sciseg.cli as cli
+
+    def boom(self, out=None):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli.DiscoverCommand, "run", boom)
+    assert main(["discover", str(tree)]) == cli.EXIT_CRASH == 70
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: a bug" in err
+    assert "internal error" in err
+
+
 def test_main_strict_stops_at_first_problem(tree, capsys):
     next(tree.rglob("*_T2w.nii.gz")).write_bytes(b"")
     assert main(["discover", str(tree), "--strict"]) == 2

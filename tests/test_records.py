@@ -63,6 +63,7 @@ PINNED_FAILURES = [
     ("path", "string", True),
     ("attempt", "int32", False),
     ("timestamp", "string", False),
+    ("run_id", "string", True),
 ]
 
 

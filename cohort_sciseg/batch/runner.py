@@ -26,12 +26,11 @@ and the summary tells what failed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
-import platform
 import re
-import sys
 import time
 import uuid
 from collections import Counter
@@ -43,6 +42,8 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from cohort_sciseg._version import __version__
+from cohort_sciseg.batch.progress import Progress
+from cohort_sciseg.batch.provenance import environment, write_dataset_description
 from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import (
@@ -94,6 +95,8 @@ class RunOptions:
     report: bool = True
     #: Scan ids left out of the run (e.g. rated fail/artifact in the QC report); reported as excluded.
     exclude_scans: tuple[str, ...] = ()
+    #: stop at the first discovery problem (a bad file, a folder that is not a dataset) instead of recording it
+    strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,8 @@ class RunSummary:
     seconds: float
     tables: dict[str, Path]
     device_busy: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: scans of this run whose manual masks could not serve as a reference (scan done, validation excluded)
+    validation_excluded: tuple[Failure, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -124,10 +129,21 @@ class RunSummary:
                 f"  model busy {100 * b['fraction']:.0f}% of {b['span_s']:.1f} s on {worker} "
                 f"({b['scans']:.0f} scans, {b['busy_s']:.1f} s)"
             )
+        if c.get("suspect"):
+            lines.append(f"  {c['suspect']} done scan(s) flagged suspect (tables/scans suspect_reasons, report flag)")
         for f in self.failures[:20]:
             lines.append(f"  FAILED {f.scan_id}: {f.message}")
         if len(self.failures) > 20:
             lines.append(f"  ... and {len(self.failures) - 20} more (tables/failures)")
+        for f in self.validation_excluded[:20]:
+            lines.append(f"  NOT VALIDATED {f.scan_id}: {f.message}")
+        if len(self.validation_excluded) > 20:
+            lines.append(f"  ... and {len(self.validation_excluded) - 20} more (tables/failures, stage validation)")
+        if c.get("earlier_runs"):
+            lines.append(
+                f"tables/ also hold {c['earlier_runs']} scan(s) from earlier runs ({c.get('earlier_failed', 0)} "
+                "failed), not part of this run: filter on the run_id column"
+            )
         lines.append(f"outputs: {self.out_dir}")
         for name, path in self.tables.items():
             lines.append(f"  {name}: {path}")
@@ -212,56 +228,6 @@ def _local_gpus(gpus: int | str) -> int:
     return n
 
 
-def _dataset_description(out_dir: Path, roots: Sequence[Path], describe: dict[str, Any]) -> None:
-    write_json(
-        out_dir / "dataset_description.json",
-        {
-            "Name": "cohort-sciseg derivatives",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [
-                {
-                    "Name": "cohort-sciseg",
-                    "Version": __version__,
-                    "Description": f"segmenter {describe.get('name')} (checksum {describe.get('checksum')})",
-                }
-            ],
-            "SourceDatasets": [{"URL": Path(r).resolve().as_uri()} for r in roots],
-        },
-    )
-
-
-def _environment() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    versions = {}
-    for name in ("dask", "distributed", "nnunetv2", "torch", "numpy", "scipy", "pyarrow", "nibabel"):
-        with contextlib.suppress(Exception):
-            versions[name] = version(name)
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "gpus": _gpu_names(),
-        "versions": versions,
-    }
-
-
-def _gpu_names() -> list[str]:
-    """Names of this machine's NVIDIA GPUs (``nvidia-smi -L``; none without it). No torch import."""
-    import shutil
-    import subprocess
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.startswith("GPU ")]
-
-
 def run_cohort(
     bids_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -274,12 +240,13 @@ def run_cohort(
     Returns the summary; failed scans are in it and in ``tables/failures``.
     """
     opts = options or RunOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out_dir)
     t0 = time.perf_counter()
     roots = [Path(r) for r in bids_dirs]
     phases: dict[str, float] = {}
-    discovery = find_scans(roots, participant_labels=opts.participant_labels)
+    discovery = find_scans(
+        roots, participant_labels=opts.participant_labels, on_problem="raise" if opts.strict else "record"
+    )
     phases["discover_s"] = time.perf_counter() - t0
     scans = list(discovery.scans)
     drop = set(opts.exclude_scans)
@@ -297,7 +264,7 @@ def run_cohort(
         report=opts.report,
         run_id=uuid.uuid4().hex,
     )
-    _dataset_description(out, roots, describe)
+    write_dataset_description(out, roots, describe)
     run_record = {
         "run_id": config.run_id,
         "tool": f"cohort-sciseg {__version__}",
@@ -318,7 +285,7 @@ def run_cohort(
             "report": opts.report,
         },
         "segmenter": describe,
-        "environment": _environment(),
+        "environment": environment(),
         "n_scans": len(scans),
         "discovery_problems": len(discovery.problems),
         "excluded": {"count": len(excluded), "scan_ids": excluded},
@@ -340,9 +307,11 @@ def run_cohort(
         logger.info("removed %d partial file(s) left by killed writers", removed)
     store = RecordStore(out)
     # discovery problems (unreadable files, broken tables) join the failures table: one place to look
-    problems = {"failures": failures_to_table(list(discovery.problems))} if discovery.problems else None
+    found = [dataclasses.replace(p, run_id=config.run_id) for p in discovery.problems]
+    problems = {"failures": failures_to_table(found)} if found else None
     tables = store.compact(TABLE_SCHEMAS, extra=problems)
-    failures = [*discovery.problems, *_failures_of(store, scans)]
+    scan_failures, excluded_validation = _failures_of(store, scans)
+    failures = [*found, *scan_failures]
     write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
     phases["compact_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -363,6 +332,9 @@ def run_cohort(
     counts["total"] = len(scans)
     if excluded:
         counts["excluded"] = len(excluded)
+    counts.update(_table_counts(store, scans))
+    if excluded_validation:
+        counts["validation_excluded"] = len(excluded_validation)
     seconds = time.perf_counter() - t0
     busy = device_busy(outcomes)
     run_record.update(
@@ -371,7 +343,29 @@ def run_cohort(
     )
     runs = out / "logs" / "runs"
     write_json(runs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json", run_record)
-    return RunSummary(out, dict(counts), tuple(failures), seconds, tables, busy)
+    return RunSummary(out, dict(counts), tuple(failures), seconds, tables, busy, tuple(excluded_validation))
+
+
+def _output_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """The run folder, created if needed; a clear error when it cannot be one."""
+    from cohort_sciseg.errors import BatchError, format_error
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".cohort-sciseg-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        what = "is an existing file" if out.exists() else "has a file where a parent folder should be"
+        msg = format_error(f"the output path {what}", path=out, expected="a folder (new, or an earlier run's output)",
+                           fix="pass -o a folder path, e.g. the file's name without extension")
+        raise BatchError(msg, path=out) from None
+    except OSError as exc:
+        msg = format_error(f"the output folder cannot be written ({exc.strerror or exc})", path=out,
+                           expected="a writable folder", fix="check its permissions and free space, or pass another -o")
+        raise BatchError(msg, path=out) from None
+    return out
 
 
 def device_busy(outcomes: Sequence[Outcome]) -> dict[str, dict[str, float]]:
@@ -437,17 +431,33 @@ def _read_partitioned(folder: Path) -> Any:
     return pd.DataFrame() if table is None else table.to_pandas()
 
 
-def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> list[Failure]:
-    out = []
+def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> tuple[list[Failure], list[Failure]]:
+    """Failure records of the run's scans: of failed scans, and of done scans whose validation was excluded."""
+    failed: list[Failure] = []
+    excluded: list[Failure] = []
     for s in scans:
         c = store.current(s.site, s.scan_id)
-        if c is None or c.status != "failed":
+        if c is None or not c.tables.get("failures"):
             continue
         t = store.read(c, "failures")
         if t is None or not t.num_rows:
             continue
-        out += failures_from_table(t.append_column("site", pa.array([s.site] * t.num_rows, pa.string())))
-    return out
+        records = failures_from_table(t.append_column("site", pa.array([s.site] * t.num_rows, pa.string())))
+        (failed if c.status == "failed" else excluded).extend(records)
+    return failed, excluded
+
+
+def _table_counts(store: RecordStore, scans: Sequence[Scan]) -> dict[str, int]:
+    """What the tables hold beyond this run's outcomes: suspect scans, and rows of earlier runs' scans."""
+    this = {s.scan_id for s in scans}
+    counts: Counter[str] = Counter()
+    for c in store.commits():
+        if c.scan_id not in this:
+            counts["earlier_runs"] += 1
+            counts["earlier_failed"] += c.status == "failed"
+        elif c.status == "done" and (c.info or {}).get("suspect"):
+            counts["suspect"] += 1
+    return dict(counts)
 
 
 def _schedule(
@@ -500,7 +510,7 @@ def _schedule(
             return fut
 
         first = [submit(s) for s in itertools.islice(pending, window)]
-        progress = _Progress(len(scans), stream if opts.progress else None)
+        progress = Progress(len(scans), stream if opts.progress else None)
         link = None
         with contextlib.suppress(Exception):  # no dashboard (bokeh missing, external scheduler without one)
             link = client.dashboard_link
@@ -562,41 +572,8 @@ def _infrastructure_failure(store: RecordStore, scan: Scan, config: TaskConfig, 
     )
     err = BatchError(msg, scan_id=scan.scan_id, path=scan.image_path)
     key = current.key if current is not None else "infrastructure"
-    attempt = current.attempt if current is not None else 1
-    return record_failure(store, scan, key, attempt, err, 0.0, stage="batch")
-
-
-class _Progress:
-    """Done/failed/remaining and throughput on one terminal line (or nothing)."""
-
-    def __init__(self, total: int, stream: TextIO | None) -> None:
-        self.total = total
-        self.stream = stream
-        self.counts: Counter[str] = Counter()
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-
-    def update(self, outcome: Outcome) -> None:
-        self.counts[outcome.status] += 1
-        if self.stream is None:
-            return
-        now = time.perf_counter()
-        n = sum(self.counts.values())
-        if now - self.last < 0.2 and n < self.total:
-            return
-        self.last = now
-        rate = n / max(now - self.t0, 1e-9)
-        c = self.counts
-        end = "\n" if n == self.total else ""
-        self.stream.write(
-            f"\r{n}/{self.total} scans: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed, "
-            f"{self.total - n} remaining, {rate:.2f} scans/s{end}"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.stream is not None and sum(self.counts.values()) < self.total:
-            self.stream.write("\n")
+    attempt = max(1, len(store.attempts(scan.site, scan.scan_id, config.run_id)))
+    return record_failure(store, scan, key, attempt, err, 0.0, stage="batch", run_id=config.run_id)
 
 
 def load_summary(out_dir: str | os.PathLike[str]) -> dict[str, Any]:

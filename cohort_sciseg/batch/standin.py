@@ -60,12 +60,18 @@ class CopyManualSegmenter:
         Fault injection for tests: when the image file name contains this text, the
         process kills itself (SIGKILL), as a worker killed by the kernel's OOM killer
         would die. Empty (the default): never.
+    kill_once
+        With ``kill_on``: die only at the first attempt (a marker file
+        ``<out_prefix>.killed`` remembers it), so the retry succeeds.
     """
 
-    def __init__(self, dilate_lesions: int = 0, delay_s: float = 0.0, kill_on: str = "") -> None:
+    def __init__(
+        self, dilate_lesions: int = 0, delay_s: float = 0.0, kill_on: str = "", kill_once: bool = False
+    ) -> None:
         self.dilate_lesions = int(dilate_lesions)
         self.delay_s = float(delay_s)
         self.kill_on = str(kill_on)
+        self.kill_once = bool(kill_once)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -77,7 +83,10 @@ class CopyManualSegmenter:
     def segment(self, image_path: str, out_prefix: str) -> tuple[str, str]:
         image = Path(image_path)
         if self.kill_on and self.kill_on in image.name:
-            os.kill(os.getpid(), signal.SIGKILL)
+            marker = Path(f"{out_prefix}.killed")
+            if not (self.kill_once and marker.exists()):
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
         info = load_nifti(image)  # read the voxels as a real model would (and fail as it would)
         shape = tuple(info.shape[:3])
         cord = np.zeros(shape, np.uint8)

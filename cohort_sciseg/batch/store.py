@@ -11,6 +11,7 @@ a scan whose pointer already names the planned key with status ``done``.
 Layout (inside the run's output folder)::
 
     .cohort-sciseg/records/<site>/<scan_id>/CURRENT.json          commit pointer
+    .cohort-sciseg/records/<site>/<scan_id>/attempts.jsonl        one line per attempt (run, worker, start)
     .cohort-sciseg/records/<site>/<scan_id>/<key>/<table>.parquet  the rows
 
 :func:`compact` turns the committed records into the user-facing tables::
@@ -31,6 +32,7 @@ No Dask here: workers and the client call these functions directly.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 _POINTER = "CURRENT.json"
+_ATTEMPTS = "attempts.jsonl"
 _PARTITION = "site="
 _PART_FILE = "part-0.parquet"
 _STATUSES = ("done", "failed")
@@ -140,6 +143,34 @@ class RecordStore:
         for child in self._scan_dir(site, scan_id).iterdir():
             if child.is_dir() and child.name != keep:
                 shutil.rmtree(child, ignore_errors=True)
+
+    def start_attempt(self, site: str, scan_id: str, *, run_id: str, worker: str) -> int:
+        """Note that ``worker`` starts on the scan now; return the run's attempt number (1 for the first).
+
+        Each start appends one line (a single small ``write`` in append mode, so lines
+        of concurrent writers do not interleave) and is never removed: an attempt
+        whose worker was killed stays counted.
+        """
+        folder = self._scan_dir(site, scan_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"run_id": run_id, "worker": worker, "started": _utc_now()}) + "\n"
+        with open(folder / _ATTEMPTS, "a", encoding="utf-8") as f:
+            f.write(line)
+        return len(self.attempts(site, scan_id, run_id))
+
+    def attempts(self, site: str, scan_id: str, run_id: str) -> list[dict[str, str]]:
+        """The attempts of run ``run_id`` at the scan, oldest first (``worker``, ``started``)."""
+        try:
+            text = (self._scan_dir(site, scan_id) / _ATTEMPTS).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                d = json.loads(line)
+                if isinstance(d, dict) and d.get("run_id") == run_id:
+                    out.append({"worker": str(d.get("worker", "")), "started": str(d.get("started", ""))})
+        return out
 
     # ---------------------------------------------------------------- reading
 
@@ -307,6 +338,10 @@ class RecordStore:
 _STATE = "compaction.json"  # next to records/
 
 
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
 def _schemas_digest(schemas: Mapping[str, pa.Schema]) -> str:
     text = json.dumps({name: str(schema) for name, schema in sorted(schemas.items())})
     return hashlib.sha256(text.encode()).hexdigest()
@@ -329,10 +364,15 @@ def _load_state(path: Path, schemas: Mapping[str, pa.Schema], out: Path) -> dict
 
 
 def _fingerprint(commits: list[Commit], extra: Mapping[str, pa.Table | None]) -> str:
-    """Digest of a site's committed records (scan, key, status, row counts) and extra rows."""
+    """Digest of a site's committed records (scan, key, status, row counts, run, attempts) and extra rows.
+
+    The run id and the attempt count are in it because a scan redone under the same
+    key (``--no-resume``, a retry) rewrites its rows with them.
+    """
     h = hashlib.sha256()
     for c in commits:
-        h.update(json.dumps([c.scan_id, c.key, c.status, sorted(c.tables.items())]).encode())
+        run_id = (c.info or {}).get("run_id")
+        h.update(json.dumps([c.scan_id, c.key, c.status, sorted(c.tables.items()), run_id, c.attempt]).encode())
     for name in sorted(extra):
         t = extra[name]
         if t is not None and t.num_rows:

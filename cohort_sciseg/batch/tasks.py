@@ -30,7 +30,7 @@ from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_s
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.errors import CohortSciSegError, format_error
 from cohort_sciseg.io import check_same_geometry, load_nifti, read_header, write_json
-from cohort_sciseg.morphometry import measure_lesions
+from cohort_sciseg.morphometry import cord_plausibility, measure_lesions
 from cohort_sciseg.records import (
     BIOMARKERS_SCHEMA,
     FAILURES_SCHEMA,
@@ -206,14 +206,14 @@ def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any],
     return store, doc, key, "skipped" if config.resume else None
 
 
-def process_scan(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome:
+def process_scan(scan: Scan, config: TaskConfig) -> Outcome:
     """Segment, measure and (with manual masks) validate one scan in one task; commit its rows.
 
     Returns ``skipped`` without work when the store already holds a ``done``
     record under the same key (and ``config.resume``). A staged segmenter runs
     its three stages here one after the other (the same code as the split tasks).
     """
-    staged = prepare_stage(scan, config, attempt)
+    staged = prepare_stage(scan, config)
     if isinstance(staged, Outcome):
         return staged
     return finish_stage(infer_stage(staged, config), config)
@@ -236,18 +236,24 @@ class Staged:
     device: tuple[str, float, float] | None = None
 
 
-def prepare_stage(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome | Staged:
+def prepare_stage(scan: Scan, config: TaskConfig) -> Outcome | Staged:
     """CPU stage: key and resume check; the segmenter reads and prepares the image.
 
     With a segmenter that has no stages, this stage does the whole segmentation
-    (its masks are the payload) and the device stage passes it through.
+    (its masks are the payload) and the device stage passes it through. Each call
+    that does work is one attempt of the run at the scan (the store counts them, so
+    an attempt whose worker was killed stays counted); a retry appends to the scan's
+    log instead of starting it afresh.
     """
     t0 = time.perf_counter()
     store, doc, key, already = _start(scan, config)
     if already is not None:
         return Outcome(scan.scan_id, scan.site, already, key, worker_pid=os.getpid())
-    with _scan_log(config.out_dir, scan.scan_id):
-        logger.info("scan %s (key %s, attempt %d): %s", scan.scan_id, key, attempt, scan.image_path)
+    attempt = store.start_attempt(scan.site, scan.scan_id, run_id=config.run_id, worker=_worker_id())
+    with _scan_log(config.out_dir, scan.scan_id, append=attempt > 1):
+        logger.info(
+            "scan %s (key %s, attempt %d on %s): %s", scan.scan_id, key, attempt, _worker_id(), scan.image_path
+        )
         try:
             read_header(scan.image_path, scan_id=scan.scan_id)
             segmenter = get_segmenter(config.segmenter)
@@ -260,7 +266,9 @@ def prepare_stage(scan: Scan, config: TaskConfig, attempt: int = 1) -> Outcome |
                     *segmenter.segment(scan.image_path, str(prefix)), seconds=time.time() - ts
                 )
         except _DATA_ERRORS as exc:
-            return record_failure(store, scan, key, attempt, exc, time.perf_counter() - t0)
+            return record_failure(
+                store, scan, key, attempt, exc, time.perf_counter() - t0, run_id=config.run_id
+            )
         logger.info("prepared in %.2f s", time.perf_counter() - t0)
     return Staged(scan, key, doc, attempt, payload, time.perf_counter() - t0)
 
@@ -283,6 +291,7 @@ def infer_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome | Stage
                 staged.attempt,
                 exc,
                 staged.seconds + time.perf_counter() - t0,
+                run_id=config.run_id,
             )
         device = (_worker_id(), float(predicted.started), float(predicted.finished))
         logger.info("model ran in %.2f s on %s", device[2] - device[1], device[0])
@@ -315,7 +324,9 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                 scan, config, key, attempt, cord_path, lesion_path, seconds_segment
             )
         except _DATA_ERRORS as exc:
-            return record_failure(store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0)
+            return record_failure(
+                store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0, run_id=config.run_id
+            )
         if config.report:
             _qc_page(config, scan, key, row, tables, cord_path, lesion_path)
         seconds = staged.seconds + time.perf_counter() - t0
@@ -327,8 +338,8 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
             key=key,
             status="done",
             tables=tables,
-            attempt=attempt,
-            info={"key_document": staged.doc, "run_id": config.run_id},
+            attempt=row["attempt"],
+            info={"key_document": staged.doc, "run_id": config.run_id, "suspect": bool(row.get("suspect"))},
         )
         logger.info("done in %.2f s (model %.2f s)", seconds, seconds_segment)
     return Outcome(
@@ -386,9 +397,13 @@ def record_failure(
     exc: BaseException,
     seconds: float,
     stage: str | None = None,
+    *,
+    run_id: str = "",
 ) -> Outcome:
     """Commit a failed scan: its ``scans`` row (status failed) and its ``failures`` record."""
-    failure = Failure.from_exception(exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt, stage=stage)
+    failure = Failure.from_exception(
+        exc, scan_id=scan.scan_id, site=scan.site, attempt=attempt, stage=stage, run_id=run_id or None
+    )
     if not isinstance(exc, CohortSciSegError):  # not one of ours: still say where to look and what to do
         message = format_error(
             f"unexpected {type(exc).__name__} while processing this scan: {exc}",
@@ -400,25 +415,37 @@ def record_failure(
         )
         failure = dataclasses.replace(failure, message=message)
     logger.error("failed: %s", failure.message, exc_info=not isinstance(exc, CohortSciSegError))
-    row = _scan_row(scan, key, "failed", attempt, segmenter="", checksum="")
+    row = _scan_row(scan, key, "failed", store, run_id, segmenter="", checksum="")
     row["seconds_total"] = seconds
     store.commit(
         scan_id=scan.scan_id,
         site=scan.site,
         key=key,
         status="failed",
-        attempt=attempt,
+        attempt=row["attempt"],
         tables={
             "scans": pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA),
             "failures": failures_to_table([failure]),
         },
+        info={"run_id": run_id},
     )
     return Outcome(scan.scan_id, scan.site, "failed", key, seconds, failure.message, os.getpid())
 
 
+def _attempts(store: RecordStore, scan: Scan, run_id: str, outcome: str) -> list[dict[str, Any]]:
+    """This run's attempts at ``scan``: the last one ends now with ``outcome``, earlier ones were lost."""
+    found: list[dict[str, Any]] = list(store.attempts(scan.site, scan.scan_id, run_id))
+    if not found:  # work recorded without a start (a task killed before it could write its line)
+        found = [{"worker": _worker_id(), "started": None}]
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    out = [{**a, "ended": None, "outcome": "lost"} for a in found[:-1]]
+    return [*out, {**found[-1], "ended": now, "outcome": outcome}]
+
+
 def _scan_row(
-    scan: Scan, key: str, status: str, attempt: int, *, segmenter: str, checksum: str
+    scan: Scan, key: str, status: str, store: RecordStore, run_id: str, *, segmenter: str, checksum: str
 ) -> dict[str, Any]:
+    attempts = _attempts(store, scan, run_id, status)
     return {
         "scan_id": scan.scan_id,
         "site": scan.site,
@@ -434,7 +461,9 @@ def _scan_row(
         "segmenter": segmenter,
         "model_checksum": checksum,
         "has_manual_masks": scan.has_manual_masks,
-        "attempt": attempt,
+        "attempt": len(attempts),
+        "attempts": attempts,
+        "run_id": run_id or None,
     }
 
 
@@ -456,8 +485,12 @@ def _measure(
     check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
     analysis = measure_lesions(cord.data, lesion.data, info.affine, scan_id=scan.scan_id)
     s = analysis.summary
+    suspect = cord_plausibility(cord.data, info.affine)
+    if suspect:
+        logger.warning("suspect result: %s", "; ".join(suspect))
     row = _scan_row(
-        scan, key, "done", attempt, segmenter=config.segmenter_name, checksum=config.model_checksum
+        scan, key, "done", RecordStore(config.out_dir), config.run_id,
+        segmenter=config.segmenter_name, checksum=config.model_checksum,
     )
     row.update(
         cord_seg_path=_rel(cord_path, config.out_dir),
@@ -469,30 +502,50 @@ def _measure(
         max_axial_damage_ratio=s.max_axial_damage_ratio,
         cord_volume_mm3=s.cord_volume_mm3,
         seconds_segment=seconds_segment,
-        notes="; ".join(s.notes) or None,
+        suspect=bool(suspect),
+        suspect_reasons="; ".join(suspect) or None,
     )
+    notes = list(s.notes)
     tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
     write_json(
         Path(f"{prefix}_morphometry.json"),
-        {**s.to_dict(), "key": key, "segmenter": config.segmenter_name},
+        {**s.to_dict(), "key": key, "segmenter": config.segmenter_name, "suspect_reasons": list(suspect)},
     )
     if scan.has_manual_masks:
-        v = validate_scans(
-            [scan],
-            {scan.scan_id: Prediction(cord_path, lesion_path)},
-            method=config.segmenter_name or "predicted",
-            units=config.units,  # type: ignore[arg-type]
-        )
-        if v.failures:
-            # manual masks unusable: the prediction and morphometry stand, the metrics do not
-            logger.warning("validation skipped: %s", v.failures[0].message)
-            tables["failures"] = failures_to_table(v.failures[:1])
-        else:
-            tables["metrics"] = v.metrics
-            tables["biomarkers"] = v.biomarkers
-            m = v.metrics.to_pandas()
-            for structure in ("cord", "lesion"):
-                sel = m[(m.structure == structure) & (m.metric == "Dice")]
-                if len(sel):
-                    row[f"{structure}_dice"] = float(sel.value.iloc[0])
+        notes += _validate(scan, config, cord_path, lesion_path, tables, row)
+    elif scan.cord_mask_path or scan.lesion_mask_path:
+        have, lack = ("cord", "lesion") if scan.cord_mask_path else ("lesion", "cord")
+        row["validation"] = "incomplete"
+        notes.append(f"manual {have} mask without a manual {lack} mask: not validated (add the {lack} mask to "
+                     "derivatives/labels to validate this scan)")
+    row["notes"] = "; ".join(notes) or None
     return tables, row
+
+
+def _validate(
+    scan: Scan, config: TaskConfig, cord_path: str, lesion_path: str, tables: dict[str, pa.Table],
+    row: dict[str, Any],
+) -> list[str]:
+    """Validation of the prediction against the manual masks: tables and row filled in; the manual masks' notes."""
+    v = validate_scans(
+        [scan],
+        {scan.scan_id: Prediction(cord_path, lesion_path)},
+        method=config.segmenter_name or "predicted",
+        units=config.units,  # type: ignore[arg-type]
+    )
+    if v.failures:
+        # manual masks unusable: the prediction and morphometry stand, the metrics do not
+        logger.warning("validation excluded: %s", v.failures[0].message)
+        failure = dataclasses.replace(v.failures[0], run_id=config.run_id or None)
+        tables["failures"] = failures_to_table([failure])
+        row["validation"] = "excluded"
+        return []
+    tables["metrics"] = v.metrics
+    tables["biomarkers"] = v.biomarkers
+    row["validation"] = "validated"
+    m = v.metrics.to_pandas()
+    for structure in ("cord", "lesion"):
+        sel = m[(m.structure == structure) & (m.metric == "Dice")]
+        if len(sel):
+            row[f"{structure}_dice"] = float(sel.value.iloc[0])
+    return [f"manual {n}" for n in v.manual_notes.get(scan.scan_id, ())]

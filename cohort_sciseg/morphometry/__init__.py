@@ -4,17 +4,20 @@
 (REFERENCE.md §2) and never crashes on lesions outside the cord, empty masks or
 soft masks; :func:`analyze_lesion_files` does the same from NIfTI files with
 geometry checks, and :func:`write_lesion_analysis` writes the tables.
+:func:`cord_plausibility` says why a predicted cord cannot be a spinal cord.
 """
 
 from cohort_sciseg.morphometry.centerline import CenterlineAngles, centerline_angles
 from cohort_sciseg.morphometry.files import analyze_lesion_files, write_lesion_analysis
 from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions
+from cohort_sciseg.morphometry.plausibility import cord_plausibility
 
 __all__ = [
     "CenterlineAngles",
     "LesionAnalysis",
     "analyze_lesion_files",
     "centerline_angles",
+    "cord_plausibility",
     "measure_lesions",
     "write_lesion_analysis",
 ]

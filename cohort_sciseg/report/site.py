@@ -137,11 +137,20 @@ def _missing(value: Any) -> bool:
 
 
 def scan_flags(row: Mapping[str, Any]) -> list[str]:
-    """The flags of one scan row that need no other scan: failed, empty cord, lesion outside cord."""
+    """The flags of one scan row that need no other scan.
+
+    ``failed``; for done scans ``suspect`` (the result looks implausible: the row's
+    ``suspect_reasons``), ``empty-cord``, ``lesion-outside-cord`` and
+    ``validation-excluded`` (manual masks unusable as a reference).
+    """
     flags = []
     if row.get("status") == "failed":
         flags.append("failed")
     elif row.get("status") == "done":
+        if not _missing(row.get("suspect")) and bool(row.get("suspect")):
+            flags.append("suspect")
+        if row.get("validation") == "excluded":
+            flags.append("validation-excluded")
         cord = row.get("cord_volume_mm3")
         if cord is not None and not _missing(cord) and float(cord) <= 0:
             flags.append("empty-cord")
@@ -183,7 +192,8 @@ _FACTS = (
     ("total_volume_mm3", "Total lesion volume (mm³)"), ("total_length_mm", "Total lesion length (mm)"),
     ("max_axial_damage_ratio", "Max axial damage ratio"), ("cord_volume_mm3", "Cord volume (mm³)"),
     ("total_outside_cord_volume_mm3", "Lesion outside the cord (mm³)"), ("cord_dice", "Cord Dice vs manual"),
-    ("lesion_dice", "Lesion Dice vs manual"), ("seconds_segment", "Model time (s)"),
+    ("lesion_dice", "Lesion Dice vs manual"), ("validation", "Validation"),
+    ("suspect_reasons", "Suspect because"), ("notes", "Notes"), ("seconds_segment", "Model time (s)"),
 )  # not the scan's total time: the page is made before the scan ends (tables/scans has it)
 
 

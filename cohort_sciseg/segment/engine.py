@@ -38,7 +38,15 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 
 from cohort_sciseg.errors import SegmentationError, format_error
-from cohort_sciseg.io import Volume, load_nifti, orientation_code, reorient, voxel_sizes
+from cohort_sciseg.io import (
+    Volume,
+    check_image_values,
+    load_nifti,
+    orientation_code,
+    reorient,
+    voxel_sizes,
+)
+from cohort_sciseg.segment.limits import check_model_grid
 from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans
 from cohort_sciseg.segment.model import CheckpointChoice, find_model
 from cohort_sciseg.segment.outputs import (
@@ -46,6 +54,7 @@ from cohort_sciseg.segment.outputs import (
     default_prefix,
     generated_by,
     output_paths,
+    with_description,
     write_mask,
     write_sidecar,
 )
@@ -355,20 +364,29 @@ class SegmentationEngine:
 
     # --------------------------------------------------------------- prediction
 
-    def prepare(self, volume: Volume) -> PreparedImage:
+    def prepare(self, volume: Volume, *, scan_id: str | None = None) -> PreparedImage:
         """CPU stage: reorient, transpose and preprocess ``volume`` as nnU-Net does.
 
         The result is picklable and holds no model; :meth:`infer` runs the network on
         it. ``prepare`` -> ``infer`` -> :meth:`labels` is exactly
         ``predict_single_npy_array`` split where the device is used, so that a
         batch runner can keep a GPU busy while other threads prepare and finish scans.
+
+        Raises ``NiftiError`` for intensities that cannot hold a cord
+        (:func:`~cohort_sciseg.io.check_image_values`) and ``SegmentationError`` for a
+        grid the model cannot segment (:func:`~cohort_sciseg.segment.limits.check_segmentable`).
         """
         from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
 
         plans = self.plans()
+        check_image_values(volume.data, path=volume.path or None, scan_id=scan_id)
         source = orientation_code(volume.affine)
         data, affine = reorient(np.asarray(volume.data), volume.affine, self.folder.image_orientation)
         spacing = voxel_sizes(affine)
+        check_model_grid(
+            data.shape, spacing, orientation_code(affine), plans.plans_manager.transpose_forward,
+            self._configuration_manager().spacing, path=volume.path or None, scan_id=scan_id,
+        )
         array = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))[None].astype(np.float32)
         props = {"spacing": [spacing[2], spacing[1], spacing[0]]}
         with quiet_nnunet("preprocessing"):
@@ -468,7 +486,7 @@ class SegmentationEngine:
         NiftiError
             The image cannot be read safely.
         """
-        return self.prepare(load_nifti(image, scan_id=scan_id))
+        return self.prepare(load_nifti(image, scan_id=scan_id), scan_id=scan_id)
 
     def write_outputs(
         self,
@@ -495,8 +513,8 @@ class SegmentationEngine:
         )
         write_mask(cord_path, result.cord, p.header, p.affine)
         write_mask(lesion_path, result.lesion, p.header, p.affine)
-        cord_json = write_sidecar(cord_path, _with_description(sidecar, "spinal cord mask"))
-        lesion_json = write_sidecar(lesion_path, _with_description(sidecar, "lesion mask"))
+        cord_json = write_sidecar(cord_path, with_description(sidecar, "spinal cord mask"))
+        lesion_json = write_sidecar(lesion_path, with_description(sidecar, "lesion mask"))
         return SegmentationOutputs(cord_path, lesion_path, cord_json, lesion_json)
 
     def segment_file(
@@ -544,12 +562,6 @@ class SegmentationEngine:
         """Staged segmenter protocol: :meth:`write_outputs`, return the mask paths."""
         out = self.write_outputs(predicted, out_prefix)
         return str(out.cord), str(out.lesion)
-
-
-def _with_description(sidecar: dict[str, Any], what: str) -> dict[str, Any]:
-    entry = dict(sidecar["GeneratedBy"][0])
-    entry["Description"] = f"{what} predicted by nnU-Net (SCIseg-style model), SCT's inference path"
-    return {"GeneratedBy": [entry]}
 
 
 def segment_image(

@@ -34,6 +34,7 @@ __all__ = [
     "generated_by",
     "output_paths",
     "sidecar_path",
+    "with_description",
     "write_mask",
     "write_sidecar",
 ]
@@ -145,3 +146,10 @@ def generated_by(
 def write_sidecar(mask_path: str | os.PathLike[str], content: Mapping[str, Any]) -> Path:
     """Write the JSON sidecar of ``mask_path`` atomically."""
     return write_json(sidecar_path(mask_path), dict(content))
+
+
+def with_description(sidecar: dict[str, Any], what: str) -> dict[str, Any]:
+    """``sidecar``'s ``GeneratedBy`` entry with a ``Description`` of the mask ``what``."""
+    entry = dict(sidecar["GeneratedBy"][0])
+    entry["Description"] = f"{what} predicted by nnU-Net (SCIseg-style model), SCT's inference path"
+    return {"GeneratedBy": [entry]}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -25,11 +25,12 @@ from cohort_sciseg.errors import CohortSciSegError, ValidationError, format_erro
 from cohort_sciseg.io import (
     NIFTI_EXTENSIONS,
     check_same_geometry,
+    inspect_mask,
     load_nifti,
     nifti_stem,
     read_header,
 )
-from cohort_sciseg.morphometry import measure_lesions
+from cohort_sciseg.morphometry import LesionAnalysis, measure_lesions
 from cohort_sciseg.records import BIOMARKERS_SCHEMA, METRICS_SCHEMA, Failure, Scan
 from cohort_sciseg.validation.metrics import compute_metrics
 
@@ -61,12 +62,18 @@ class ValidationTables:
     biomarkers
         Per scan and method (``manual`` and the predicted method), :data:`~cohort_sciseg.records.BIOMARKERS_SCHEMA`.
     failures
-        Scans that could not be validated, with the error and the fix.
+        Scans that could not be validated, with the error and the fix: missing masks,
+        and manual masks that are no usable reference (empty cord after binarisation,
+        a lesion mask with values but none above 0.5, lesions fully outside the cord).
+    manual_notes
+        Per scan id, the morphometry notes of its manual masks (soft values, empty
+        lesion mask, ...), as ``cohort-sciseg analyze-lesion`` prints them.
     """
 
     metrics: pa.Table
     biomarkers: pa.Table
     failures: tuple[Failure, ...]
+    manual_notes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _strip(name: str, suffix: str) -> str | None:
@@ -132,10 +139,8 @@ def _load_pair(scan: Scan, manual: str, predicted: str, what: str) -> tuple[np.n
     return ref.data, pred.data, info.affine
 
 
-def _biomarker_row(
-    scan: Scan, method: str, split: str | None, cord: np.ndarray, lesion: np.ndarray, affine: np.ndarray
-) -> dict:
-    s = measure_lesions(cord, lesion, affine, scan_id=scan.scan_id).summary
+def _biomarker_row(scan: Scan, method: str, split: str | None, analysis: LesionAnalysis) -> dict:
+    s = analysis.summary
     return {
         "scan_id": scan.scan_id,
         "site": scan.site,
@@ -149,9 +154,68 @@ def _biomarker_row(
     }
 
 
+def _unusable_reference(scan: Scan, path: str, reason: str, fix: str) -> ValidationError:
+    msg = format_error(
+        f"manual mask cannot be a reference: {reason}",
+        scan_id=scan.scan_id,
+        path=path,
+        expected="a 0/1 mask (foreground = value > 0.5) on the image's grid, lesions inside the cord",
+        fix=fix + "; the scan's prediction and morphometry are kept, only its validation is excluded",
+    )
+    return ValidationError(msg, scan_id=scan.scan_id, path=path)
+
+
+def _values(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _check_references(
+    scan: Scan, paths: tuple[str, str], ref_c: np.ndarray, ref_l: np.ndarray, manual: LesionAnalysis
+) -> None:
+    """Raise when the manual masks are no usable reference (empty after binarisation, lesions off the cord).
+
+    An all-zero lesion mask is a valid reference (a scan without lesion); a lesion
+    mask whose non-zero voxels are all <= 0.5 (a soft mask below the threshold, a
+    mask saved with -1) is not, nor is an empty cord mask or a lesion lying fully
+    outside the manual cord (masks of another scan or grid).
+    """
+    cord_path, lesion_path = paths
+    if manual.summary.cord_volume_mm3 <= 0:
+        report = inspect_mask(ref_c)
+        values = f"values {_values(report.values)}" if report.n_distinct > 1 else f"every voxel {report.values[0]:.4g}"
+        raise _unusable_reference(
+            scan, cord_path, f"the manual cord mask is empty after binarisation ({values})",
+            "draw the cord, or save the mask with the cord as 1 (e.g. `sct_maths -i MASK -bin 0.5 -o MASK`)",
+        )
+    lesion = inspect_mask(ref_l)
+    nonzero = int(np.count_nonzero(np.nan_to_num(np.asarray(ref_l, dtype=np.float64))))
+    if lesion.n_foreground == 0 and nonzero:
+        raise _unusable_reference(
+            scan, lesion_path,
+            f"the manual lesion mask has {nonzero:,} non-zero voxels but none above 0.5 "
+            f"(values {_values(lesion.values)})",
+            "save the lesion mask as 0/1 (a soft mask: threshold it at the level the raters meant; "
+            "e.g. `sct_maths -i MASK -bin 0.3 -o MASK`)",
+        )
+    table = manual.lesions
+    outside = [
+        int(i) for i, out in zip(
+            table.column("lesion_id").to_pylist(), table.column("fully_outside_cord").to_pylist(), strict=True
+        ) if out
+    ]
+    if outside:
+        ids = ", ".join(map(str, outside))
+        raise _unusable_reference(
+            scan, lesion_path,
+            f"{len(outside)} of {manual.summary.n_lesions} manual lesion(s) (id {ids}) lie fully outside "
+            "the manual cord mask",
+            "check that the cord and lesion masks belong to this scan (derivatives/labels names) and correct them",
+        )
+
+
 def _validate_one(
     scan: Scan, pred: Prediction, method: str, split: str | None, units: Literal["mm", "voxel"]
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict], list[dict], tuple[str, ...]]:
     names = ("manual cord mask", "manual lesion mask", "predicted cord mask", "predicted lesion mask")
     mc, ml, pc, pl = paths = (scan.cord_mask_path, scan.lesion_mask_path, pred.cord_path, pred.lesion_path)
     if mc is None or ml is None or pc is None or pl is None:
@@ -165,17 +229,20 @@ def _validate_one(
         raise ValidationError(msg, scan_id=scan.scan_id)
     ref_c, pred_c, affine = _load_pair(scan, mc, pc, "cord")
     ref_l, pred_l, _ = _load_pair(scan, ml, pl, "lesion")
+    manual = measure_lesions(ref_c, ref_l, affine, scan_id=scan.scan_id)
+    _check_references(scan, (mc, ml), ref_c, ref_l, manual)
     spacing = scan.voxel_size_mm
     rows = []
     for structure, ref, prd, detect in (("cord", ref_c, pred_c, False), ("lesion", ref_l, pred_l, True)):
         result = compute_metrics(prd, ref, spacing, lesion_detection=detect, units=units)
         for r in result.to_rows(scan.scan_id, structure):
             rows.append({**r, "site": scan.site, "method": method, "split": split})
+    predicted = measure_lesions(pred_c, pred_l, affine, scan_id=scan.scan_id)
     bio = [
-        _biomarker_row(scan, "manual", split, ref_c, ref_l, affine),
-        _biomarker_row(scan, method, split, pred_c, pred_l, affine),
+        _biomarker_row(scan, "manual", split, manual),
+        _biomarker_row(scan, method, split, predicted),
     ]
-    return rows, bio
+    return rows, bio, manual.summary.notes
 
 
 def validate_scans(
@@ -207,6 +274,7 @@ def validate_scans(
     metric_rows: list[dict] = []
     bio_rows: list[dict] = []
     failures: list[Failure] = []
+    notes: dict[str, tuple[str, ...]] = {}
     for scan in scans:
         pred = predictions.get(scan.scan_id)
         if pred is None:
@@ -214,14 +282,17 @@ def validate_scans(
                 logger.info("%s: no prediction found, not validated", scan.scan_id)
             continue
         try:
-            rows, bio = _validate_one(scan, pred, method, split, units)
+            rows, bio, manual_notes = _validate_one(scan, pred, method, split, units)
         except CohortSciSegError as exc:
             failures.append(Failure.from_exception(exc, scan_id=scan.scan_id, stage="validation", site=scan.site))
             continue
         metric_rows += rows
         bio_rows += bio
+        if manual_notes:
+            notes[scan.scan_id] = tuple(manual_notes)
     return ValidationTables(
         metrics=pa.Table.from_pylist(metric_rows, schema=METRICS_SCHEMA),
         biomarkers=pa.Table.from_pylist(bio_rows, schema=BIOMARKERS_SCHEMA),
         failures=tuple(failures),
+        manual_notes=notes,
     )

@@ -169,6 +169,38 @@ def test_a_scan_that_kills_its_worker_becomes_a_failure_after_the_retries(cohort
     assert "KilledWorker" in row.message
     assert "--resume" in row.message  # the fix
     assert row.stage == "batch"
+    # both attempts are recorded (each on its own worker, killed), and the log has both
+    victim_row = scans.set_index("scan_id").loc[victim.scan_id]
+    assert victim_row.attempt == 2
+    attempts = list(victim_row.attempts)
+    assert len(attempts) == 2
+    assert all(a["worker"] and a["started"] for a in attempts)
+    assert attempts[0]["outcome"] == "lost"
+    assert attempts[1]["outcome"] == "failed"
+    log = (out / "logs" / f"{victim.scan_id}.log").read_text()
+    assert log.count("attempt 1 on") == 1
+    assert log.count("attempt 2 on") == 1
+
+
+@pytest.mark.slow
+def test_a_scan_retried_after_its_worker_died_keeps_both_attempts(cohort, tmp_path):
+    """Killed once, done at the retry: the row says 2 attempts (the first lost) and the log keeps both."""
+    victim = find_scans(cohort).scans[0]
+    once = SegmenterSpec.make("copy-manual", kill_on=Path(victim.image_path).name, kill_once=True)
+    out = tmp_path / "run"
+    summary = run_cohort(cohort, out, RunOptions(segmenter=once, workers=2, progress=False, retries=1))
+    assert summary.ok
+    scans = pd.read_parquet(out / "tables" / "scans").set_index("scan_id")
+    row = scans.loc[victim.scan_id]
+    assert row.status == "done"
+    assert row.attempt == 2
+    assert [a["outcome"] for a in row.attempts] == ["lost", "done"]
+    assert row.attempts[1]["ended"] >= row.attempts[0]["started"]
+    assert (scans.drop(index=victim.scan_id).attempt == 1).all()
+    log = (out / "logs" / f"{victim.scan_id}.log").read_text()
+    assert "attempt 1 on" in log
+    assert "attempt 2 on" in log
+    assert log.index("attempt 1 on") < log.index("attempt 2 on")
 
 
 @pytest.mark.slow
@@ -403,3 +435,25 @@ def test_a_task_that_runs_again_in_the_same_run_reports_done_not_skipped(cohort,
     fresh = TaskConfig(out_dir=str(out), segmenter=STANDIN, run_id="run-3", resume=False, report=False)
     assert process_scan(scan, fresh).status == "done"
     assert RecordStore(out).current(scan.site, scan.scan_id).info["run_id"] == "run-3"
+
+
+def test_a_restricted_run_says_which_rows_are_its_own(cohort, tmp_path):
+    """After a full run, a --participant-label run: the tables keep the other scans, each row names its run,
+    and the summary says how many rows are not this run's."""
+    out = tmp_path / "run"
+    everything = find_scans(cohort).scans
+    run_cohort(cohort, out, _opts())
+    first_run = load_summary(out)["run_id"]
+    sub = everything[0].sub
+    s = run_cohort(cohort, out, _opts(participant_labels=(sub,), resume=False))
+    this_run = load_summary(out)["run_id"]
+    assert this_run != first_run
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert len(scans) == len(everything)
+    mine = scans[scans.run_id == this_run]
+    assert set(mine["sub"]) == {sub}
+    assert len(mine) == s.counts["done"] == s.counts["total"]
+    assert set(scans.run_id) == {first_run, this_run}
+    others = len(everything) - len(mine)
+    assert s.counts["earlier_runs"] == others
+    assert f"tables/ also hold {others} scan(s) from earlier runs (0 failed)" in s.format()
