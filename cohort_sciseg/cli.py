@@ -14,7 +14,6 @@ printed, please report it); 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from cohort_sciseg._version import __version__
 from cohort_sciseg.errors import CohortSciSegError, SegmentationError, format_error
+from cohort_sciseg.terminal import configure_logging
 
 if TYPE_CHECKING:
     from cohort_sciseg.synth import SynthCohort
@@ -881,8 +881,7 @@ def _command(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cohort-sciseg`` command; returns the exit status."""
     ns = _parser().parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(ns.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(ns.verbose)
     try:
         return _command(ns).run()
     except CohortSciSegError as exc:

@@ -30,7 +30,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import re
 import time
 import uuid
 from collections import Counter
@@ -56,8 +55,9 @@ from cohort_sciseg.batch.tasks import (
     process_scan,
     record_failure,
 )
-from cohort_sciseg.discover import find_scans
+from cohort_sciseg.discover import expand_dataset_folders, find_scans
 from cohort_sciseg.io import read_partitioned_table, write_json, write_parquet
+from cohort_sciseg.io.atomic import sweep_partial_files
 from cohort_sciseg.records import (
     Failure,
     Scan,
@@ -237,12 +237,39 @@ def run_cohort(
 ) -> RunSummary:
     """Run the whole pipeline on every T2w scan of ``bids_dirs``; write into ``out_dir``.
 
-    Returns the summary; failed scans are in it and in ``tables/failures``.
+    Returns the summary; failed scans are in it and in ``tables/failures``. The log
+    records of the run (the tool's, Dask's, nnU-Net's; INFO and above as far as the
+    loggers pass them) go to ``logs/runs/run-<time>.log``.
     """
-    opts = options or RunOptions()
     out = _output_folder(out_dir)
+    with _run_log(out):
+        return _run(bids_dirs, out, options or RunOptions(), stream)
+
+
+@contextlib.contextmanager
+def _run_log(out: Path) -> Iterator[Path]:
+    """Every log record of this process, while the run lasts, into ``logs/runs/run-<time>.log``."""
+    path = out / "logs" / "runs" / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _run(
+    bids_dirs: Sequence[str | os.PathLike[str]], out: Path, opts: RunOptions, stream: TextIO | None
+) -> RunSummary:
     t0 = time.perf_counter()
-    roots = [Path(r) for r in bids_dirs]
+    folders, notes = expand_dataset_folders(bids_dirs)
+    for note in notes:
+        logger.warning("%s", note)
+    roots = [Path(r) for r in folders]
     phases: dict[str, float] = {}
     discovery = find_scans(
         roots, participant_labels=opts.participant_labels, on_problem="raise" if opts.strict else "record"
@@ -387,25 +414,6 @@ def device_busy(outcomes: Sequence[Outcome]) -> dict[str, dict[str, float]]:
             "busy_s": busy, "span_s": span, "fraction": busy / span if span > 0 else 1.0, "scans": float(len(spans)),
         }
     return result
-
-
-_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9.]+)?$")
-
-
-def sweep_partial_files(out_dir: str | os.PathLike[str]) -> int:
-    """Delete the temporary files of atomic writes whose writer was killed; return how many.
-
-    Only names made by :func:`cohort_sciseg.io.atomic_path` (``.<stem>.<12 hex>.tmp<ext>``)
-    are touched. Call it when no task is running.
-    """
-    n = 0
-    for dirpath, _dirs, files in os.walk(out_dir):
-        for name in files:
-            if _TEMP_NAME.match(name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(dirpath, name))
-                    n += 1
-    return n
 
 
 def _validate(out: Path, scans: Sequence[Scan], opts: RunOptions) -> Path | None:

@@ -7,6 +7,7 @@ a :class:`Discovery` (scans, problems, active filters, datasets).
 table and a readable summary.
 """
 
+from cohort_sciseg.discover.datasets import expand_dataset_folders
 from cohort_sciseg.discover.entities import encode_label, parse_name, scan_id, site_label
 from cohort_sciseg.discover.find import Dataset, Discovery, OnProblem, find_scans
 from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
@@ -30,6 +31,7 @@ __all__ = [
     "Participants",
     "SidecarFile",
     "encode_label",
+    "expand_dataset_folders",
     "find_scans",
     "format_summary",
     "merge_sidecars",

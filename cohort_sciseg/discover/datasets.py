@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cohort_sciseg.discover._fs import inside, kind_of, printable, unusable
@@ -26,6 +27,7 @@ __all__ = [
     "check_dataset",
     "check_inside",
     "dataset_name",
+    "expand_dataset_folders",
     "folder_site",
     "read_site_tables",
     "usable_datasets",
@@ -276,3 +278,36 @@ def assign_folder_sites(folder_labels: list[str], column_sites: list[frozenset[s
         taken.add(label)
         out.append(label)
     return out
+
+
+def expand_dataset_folders(
+    folders: Iterable[str | os.PathLike[str]],
+) -> tuple[list[str], list[str]]:
+    """Replace a folder that holds BIDS datasets (not one itself) by those datasets.
+
+    ``cohort-sciseg synth`` writes one dataset per site under one folder (beside
+    ``ground_truth/``); a user naturally passes that folder. A given folder without
+    ``dataset_description.json`` whose sub-folders include datasets stands for
+    them, in name order; anything else is kept as given (and checked as usual).
+
+    Returns
+    -------
+    tuple
+        The folders to search, and one plain-language note per expanded folder.
+    """
+    out: list[str] = []
+    notes: list[str] = []
+    for given in (os.fspath(f) for f in folders):
+        if os.path.isdir(given) and not os.path.lexists(os.path.join(given, _DESCRIPTION)):
+            try:
+                children = sorted(e.path for e in os.scandir(given) if e.is_dir() and not e.name.startswith("."))
+            except OSError:
+                children = []
+            datasets = [c for c in children if os.path.isfile(os.path.join(c, _DESCRIPTION))]
+            if datasets:
+                names = ", ".join(os.path.basename(d) for d in datasets)
+                notes.append(f"{given} is not a BIDS dataset but holds {len(datasets)}: {names} (one site each)")
+                out += datasets
+                continue
+        out.append(given)
+    return out, notes

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "sha256_file",
+    "sweep_partial_files",
     "write_json",
     "write_parquet",
 ]
@@ -132,3 +134,22 @@ def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9.]+)?$")
+
+
+def sweep_partial_files(out_dir: str | os.PathLike[str]) -> int:
+    """Delete the temporary files of atomic writes whose writer was killed; return how many.
+
+    Only names made by :func:`atomic_path` (``.<stem>.<12 hex>.tmp<ext>``)
+    are touched. Call it when no task is running.
+    """
+    n = 0
+    for dirpath, _dirs, files in os.walk(out_dir):
+        for name in files:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+    return n
