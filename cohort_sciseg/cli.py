@@ -359,6 +359,7 @@ class RunCommand:
     resampling: str | None = None
     gpu_worker_threads: int | None = None
     strict: bool = False
+    mask_names: str = "bids"
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -390,6 +391,7 @@ class RunCommand:
             report=self.report,
             gpu_worker_threads="auto" if self.gpu_worker_threads is None else self.gpu_worker_threads,
             strict=self.strict,
+            mask_naming=self.mask_names,
         )
         summary = run_cohort(self.bids_dirs, self.output, options, stream=sys.stderr if self.progress else None)
         out.write(summary.format() + "\n")
@@ -749,6 +751,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="no HTML QC report (report/): no per-scan images, no index")
     r.add_argument("--exclude-ratings", type=Path, metavar="FILE",
                    help="leave out the scans rated fail or artifact in this ratings file of the QC report (.csv, .yaml)")
+    r.add_argument("--mask-names", choices=("bids", "sct"), default="bids",
+                   help="names of the predicted masks: bids (default; one BIDS derivative dataset per site, "
+                   "<entities>_label-SC_mask / _label-lesion_mask) or sct (<scan_id>_sc_seg / _lesion_seg, as "
+                   "sct_deepseg; not BIDS-valid)")
     r.add_argument("--strict", action="store_true",
                    help="stop at the first discovery problem (a bad file, a folder that is not a BIDS dataset) "
                    "instead of recording it and running the other scans")
@@ -839,7 +845,7 @@ def _command(
             scheduler=ns.scheduler, cluster=ns.cluster, workers=ns.workers, gpus=ns.gpus, stages=ns.stages, resume=ns.resume,
             retries=ns.retries, units=ns.units, progress=ns.progress, exclude_ratings=ns.exclude_ratings,
             report=ns.report, resampling=ns.resampling, gpu_worker_threads=ns.gpu_worker_threads,
-            strict=ns.strict,
+            strict=ns.strict, mask_names=ns.mask_names,
         )
     if ns.command == "report":
         return ReportCommand(out_dir=ns.out_dir, threads=ns.threads)

@@ -1,4 +1,4 @@
-"""What a run writes about itself: the derivative's ``dataset_description.json`` and the environment."""
+"""What a run writes about itself: each site derivative's ``dataset_description.json``, the environment."""
 
 from __future__ import annotations
 
@@ -11,29 +11,47 @@ from pathlib import Path
 from typing import Any
 
 from cohort_sciseg._version import __version__
+from cohort_sciseg.batch.layout import site_dataset
 from cohort_sciseg.io import write_json
+from cohort_sciseg.records import Scan
 
-__all__ = ["environment", "gpu_names", "write_dataset_description"]
+__all__ = ["environment", "gpu_names", "write_dataset_descriptions"]
 
 
-def write_dataset_description(out_dir: Path, roots: Sequence[Path], describe: dict[str, Any]) -> None:
-    """The run folder's ``dataset_description.json`` (a BIDS derivative naming the model and its sources)."""
-    write_json(
-        out_dir / "dataset_description.json",
-        {
-            "Name": "cohort-sciseg derivatives",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [
-                {
-                    "Name": "cohort-sciseg",
-                    "Version": __version__,
-                    "Description": f"segmenter {describe.get('name')} (checksum {describe.get('checksum')})",
-                }
-            ],
-            "SourceDatasets": [{"URL": Path(r).resolve().as_uri()} for r in roots],
-        },
-    )
+def write_dataset_descriptions(out_dir: Path, scans: Sequence[Scan], describe: dict[str, Any]) -> list[Path]:
+    """One ``dataset_description.json`` per site's derivative dataset (``OUT/<site>/``).
+
+    BIDS derivatives: ``DatasetType`` derivative, ``GeneratedBy`` (this tool's version,
+    the model's name and checksum), ``SourceDatasets`` (the BIDS datasets the site's
+    scans come from, as file URLs). Returns the files written.
+    """
+    roots: dict[str, set[str]] = {}
+    names: dict[str, set[str]] = {}
+    for s in scans:
+        roots.setdefault(s.site, set()).add(s.dataset_root)
+        names.setdefault(s.site, set()).add(s.dataset_name)
+    written = []
+    for site in sorted(roots):
+        path = site_dataset(out_dir, site) / "dataset_description.json"
+        write_json(
+            path,
+            {
+                "Name": f"cohort-sciseg segmentations of {', '.join(sorted(names[site]))} (site {site})",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [
+                    {
+                        "Name": "cohort-sciseg",
+                        "Version": __version__,
+                        "Description": f"cord and lesion masks by the nnU-Net model {describe.get('name')} "
+                        f"(checksum {describe.get('checksum')})",
+                    }
+                ],
+                "SourceDatasets": [{"URL": Path(r).resolve().as_uri()} for r in sorted(roots[site])],
+            },
+        )
+        written.append(path)
+    return written
 
 
 def environment() -> dict[str, Any]:

@@ -19,7 +19,8 @@ GPUs each scan is one task (the same three stages in a row) on CPU workers. The
 time the model kept each device busy is measured and written to the run record. Workers build the segmenter once per process and write masks and rows
 themselves (:mod:`cohort_sciseg.batch.tasks`); nothing large goes through the
 scheduler. At the end the committed records are compacted into the run's tables,
-the derivative's ``dataset_description.json`` and the run record are written,
+each site's derivative ``dataset_description.json`` and the run record are written
+(the run folder's layout: :mod:`cohort_sciseg.batch.layout`),
 and the summary tells what failed.
 """
 
@@ -41,8 +42,9 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from cohort_sciseg._version import __version__
+from cohort_sciseg.batch.layout import check_naming, migrate_previous_layout
 from cohort_sciseg.batch.progress import Progress
-from cohort_sciseg.batch.provenance import environment, write_dataset_description
+from cohort_sciseg.batch.provenance import environment, write_dataset_descriptions
 from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import (
@@ -97,6 +99,8 @@ class RunOptions:
     exclude_scans: tuple[str, ...] = ()
     #: stop at the first discovery problem (a bad file, a folder that is not a dataset) instead of recording it
     strict: bool = False
+    #: names of the predicted masks: "bids" (default) or "sct" (<scan_id>_sc_seg; see batch.layout)
+    mask_naming: str = "bids"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,13 +289,17 @@ def _run(
         segmenter=opts.segmenter,
         model_checksum=str(describe.get("checksum", "")),
         segmenter_name=str(describe.get("name", opts.segmenter.plugin)),
-        settings=tuple(sorted({"segmenter": describe.get("settings", {}), "units": opts.units}.items())),
+        settings=tuple(sorted({"segmenter": describe.get("settings", {}), "units": opts.units,
+                               "mask_naming": opts.mask_naming}.items())),
         units=opts.units,
         resume=opts.resume,
         report=opts.report,
         run_id=uuid.uuid4().hex,
+        mask_naming=opts.mask_naming,
     )
-    write_dataset_description(out, roots, describe)
+    if check_naming(opts.mask_naming) == "bids":
+        migrate_previous_layout(out)
+    write_dataset_descriptions(out, scans, describe)
     run_record = {
         "run_id": config.run_id,
         "tool": f"cohort-sciseg {__version__}",
@@ -310,6 +318,7 @@ def _run(
             "retries": opts.retries,
             "units": opts.units,
             "report": opts.report,
+            "mask_naming": opts.mask_naming,
         },
         "segmenter": describe,
         "environment": environment(),

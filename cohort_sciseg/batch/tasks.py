@@ -26,10 +26,11 @@ from typing import Any, cast
 import pyarrow as pa
 
 from cohort_sciseg.batch.keys import key_document, scan_key
+from cohort_sciseg.batch.layout import MaskNaming, place_masks, work_prefix
 from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.errors import CohortSciSegError, format_error
-from cohort_sciseg.io import check_same_geometry, load_nifti, read_header, write_json
+from cohort_sciseg.io import check_same_geometry, load_nifti, read_header
 from cohort_sciseg.morphometry import cord_plausibility, measure_lesions
 from cohort_sciseg.records import (
     BIOMARKERS_SCHEMA,
@@ -52,7 +53,6 @@ __all__ = [
     "TaskConfig",
     "finish_stage",
     "infer_stage",
-    "mask_prefix",
     "prepare_stage",
     "process_scan",
 ]
@@ -86,6 +86,8 @@ class TaskConfig:
     #: this run's id, stored with each scan it commits: a task that runs again for a scan this
     #: run already committed (its result was lost with a dead worker) reports it ``done``
     run_id: str = ""
+    #: names of the predicted masks: "bids" (per-site derivative datasets) or "sct" (batch.layout)
+    mask_naming: str = "bids"
 
     @property
     def settings_dict(self) -> dict[str, Any]:
@@ -105,14 +107,6 @@ class Outcome:
     worker_pid: int = 0
     #: ``(worker, started, finished)`` wall-clock times of the model's device work, when staged
     device: tuple[str, float, float] | None = None
-
-
-def mask_prefix(out_dir: str | os.PathLike[str], scan: Scan) -> Path:
-    """Where the masks of ``scan`` go: ``OUT/<site>/sub-X/[ses-Y/]anat/<scan_id>``."""
-    folder = Path(out_dir) / scan.site / f"sub-{scan.sub}"
-    if scan.ses:
-        folder = folder / f"ses-{scan.ses}"
-    return folder / "anat" / scan.scan_id
 
 
 @contextlib.contextmanager
@@ -260,11 +254,9 @@ def prepare_stage(scan: Scan, config: TaskConfig) -> Outcome | Staged:
             if is_staged(segmenter):
                 payload: Any = segmenter.prepare_file(scan.image_path, scan_id=scan.scan_id)
             else:
-                prefix = _mask_folder(config, scan)
                 ts = time.time()
-                payload = _Masks(
-                    *segmenter.segment(scan.image_path, str(prefix)), seconds=time.time() - ts
-                )
+                written = segmenter.segment(scan.image_path, str(work_prefix(config.out_dir, scan)))
+                payload = _Masks(*_place(written, config, scan), seconds=time.time() - ts)
         except _DATA_ERRORS as exc:
             return record_failure(
                 store, scan, key, attempt, exc, time.perf_counter() - t0, run_id=config.run_id
@@ -313,10 +305,8 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                 cord_path, lesion_path = staged.payload.cord, staged.payload.lesion
                 seconds_segment = staged.payload.seconds
             else:
-                prefix = _mask_folder(config, scan)
-                cord_path, lesion_path = _staged_segmenter(config).finish(
-                    staged.payload, str(prefix)
-                )
+                written = _staged_segmenter(config).finish(staged.payload, str(work_prefix(config.out_dir, scan)))
+                cord_path, lesion_path = _place(written, config, scan)
                 seconds_segment = (
                     staged.device[2] - staged.device[1] if staged.device else float("nan")
                 )
@@ -383,10 +373,9 @@ class _Masks:
     seconds: float
 
 
-def _mask_folder(config: TaskConfig, scan: Scan) -> Path:
-    prefix = mask_prefix(config.out_dir, scan)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    return prefix
+def _place(written: tuple[str, str], config: TaskConfig, scan: Scan) -> tuple[str, str]:
+    """The segmenter's masks moved to their names in the site's derivative dataset."""
+    return place_masks(written, config.out_dir, scan, cast("MaskNaming", config.mask_naming))
 
 
 def record_failure(
@@ -478,7 +467,6 @@ def _measure(
 ) -> tuple[dict[str, pa.Table], dict[str, Any]]:
     """Morphometry (and validation with manual masks) of the predicted masks: the scan's tables and row."""
     info = read_header(scan.image_path, scan_id=scan.scan_id)
-    prefix = mask_prefix(config.out_dir, scan)
     cord = load_nifti(cord_path, scan_id=scan.scan_id)
     lesion = load_nifti(lesion_path, scan_id=scan.scan_id)
     check_same_geometry(info, cord, what="predicted cord mask", scan_id=scan.scan_id)
@@ -507,10 +495,6 @@ def _measure(
     )
     notes = list(s.notes)
     tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
-    write_json(
-        Path(f"{prefix}_morphometry.json"),
-        {**s.to_dict(), "key": key, "segmenter": config.segmenter_name, "suspect_reasons": list(suspect)},
-    )
     if scan.has_manual_masks:
         notes += _validate(scan, config, cord_path, lesion_path, tables, row)
     elif scan.cord_mask_path or scan.lesion_mask_path:

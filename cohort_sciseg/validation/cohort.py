@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 CORD_SUFFIX = "sc_seg"
 LESION_SUFFIX = "lesion_seg"
+#: ``cohort-sciseg run``'s BIDS-derivative mask names (see ``cohort_sciseg.batch.layout``).
+BIDS_CORD = "label-SC_mask"
+BIDS_LESION = "label-lesion_mask"
 _EXTS = NIFTI_EXTENSIONS
 
 
@@ -95,7 +98,9 @@ def find_predictions(
 
     A file ``<key>_<suffix>.nii.gz`` belongs to the scan whose ``scan_id`` is
     ``key``, or else whose BIDS stem (image name without extension) is ``key``
-    when that stem is unique among ``scans``. Scans without predictions are left
+    when that stem is unique among ``scans``. ``cohort-sciseg run``'s own names,
+    ``<source entities>_label-SC_mask.nii.gz`` and ``_label-lesion_mask.nii.gz`` in
+    the site's derivative folder, are found too. Scans without predictions are left
     out of the result.
     """
     root = Path(pred_dir)
@@ -109,25 +114,46 @@ def find_predictions(
         raise ValidationError(msg, path=root)
     by_id = {s.scan_id: s for s in scans}
     stems: dict[str, list[str]] = {}
+    entity_stems: dict[str, list[Scan]] = {}
     for s in scans:
         stems.setdefault(nifti_stem(s.image_path), []).append(s.scan_id)
+        entity_stems.setdefault("_".join(f"{k}-{v}" for k, v in s.entities), []).append(s)
     found: dict[str, dict[str, str]] = {}
     for dirpath, _dirs, files in os.walk(root):
+        parts = set(Path(dirpath).relative_to(root).parts)
         for name in files:
-            for kind, suffix in (("cord", cord_suffix), ("lesion", lesion_suffix)):
-                key = _strip(name, suffix)
-                if key is None:
-                    continue
-                if key in by_id:
-                    sid = key
-                elif len(stems.get(key, [])) == 1:
-                    sid = stems[key][0]
-                else:
-                    continue
-                found.setdefault(sid, {})[kind] = os.path.join(dirpath, name)
+            for kind, suffix, bids in (("cord", cord_suffix, BIDS_CORD), ("lesion", lesion_suffix, BIDS_LESION)):
+                sid = _match(name, suffix, by_id, stems) or _match_bids(name, bids, entity_stems, parts)
+                if sid is not None:
+                    found.setdefault(sid, {})[kind] = os.path.join(dirpath, name)
     return {
         sid: Prediction(cord_path=d.get("cord"), lesion_path=d.get("lesion")) for sid, d in sorted(found.items())
     }
+
+
+def _match(name: str, suffix: str, by_id: Mapping[str, Scan], stems: Mapping[str, list[str]]) -> str | None:
+    """The scan of an SCT-named mask ``<scan_id or BIDS stem>_<suffix>.nii.gz``."""
+    key = _strip(name, suffix)
+    if key is None:
+        return None
+    if key in by_id:
+        return key
+    return stems[key][0] if len(stems.get(key, [])) == 1 else None
+
+
+def _match_bids(name: str, label: str, entity_stems: Mapping[str, list[Scan]], parts: set[str]) -> str | None:
+    """The scan of a BIDS-derivative mask ``<source entities>_<label>.nii.gz`` (``run``'s default names).
+
+    Source entities repeat across sites; the site's derivative folder (a path
+    component ``<site>``) tells them apart.
+    """
+    key = _strip(name, label)
+    if key is None:
+        return None
+    candidates = entity_stems.get(key, [])
+    if len(candidates) > 1:
+        candidates = [s for s in candidates if s.site in parts]
+    return candidates[0].scan_id if len(candidates) == 1 else None
 
 
 def _load_pair(scan: Scan, manual: str, predicted: str, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

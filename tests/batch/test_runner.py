@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -54,8 +55,12 @@ def test_every_scan_once_and_resume_skips(cohort, tmp_path):
     assert {"discover_s", "cluster_start_s", "tasks_s", "compact_s"} <= set(record["phases"])
     assert isinstance(record["environment"]["gpus"], list)
     assert "pyarrow" in record["environment"]["versions"]
-    desc = (out / "dataset_description.json").read_text()
-    assert '"DatasetType": "derivative"' in desc
+    assert not (out / "dataset_description.json").exists()  # one derivative dataset per site instead
+    for site in {s.site for s in find_scans(cohort).scans}:
+        desc = json.loads((out / site / "dataset_description.json").read_text())
+        assert desc["DatasetType"] == "derivative"
+        assert "copy-manual" in desc["GeneratedBy"][0]["Description"]
+        assert [d["URL"] for d in desc["SourceDatasets"]] == [r.resolve().as_uri() for r in cohort if r.name == site]
     assert len(list((out / "logs").glob("*.log"))) == n
 
 
@@ -457,3 +462,49 @@ def test_a_restricted_run_says_which_rows_are_its_own(cohort, tmp_path):
     others = len(everything) - len(mine)
     assert s.counts["earlier_runs"] == others
     assert f"tables/ also hold {others} scan(s) from earlier runs (0 failed)" in s.format()
+
+
+
+def test_run_outputs_are_bids_valid_derivatives(cohort, tmp_path):
+    """Each site's derivative dataset passes the official BIDS validator; validate finds the masks by their
+    BIDS names; --mask-names sct keeps SCT's names."""
+    from bids_validation import validation_errors
+
+    from cohort_sciseg.validation import find_predictions
+
+    out = tmp_path / "run"
+    summary = run_cohort(cohort, out, _opts())
+    assert summary.ok
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert scans.cord_seg_path.str.endswith("_label-SC_mask.nii.gz").all()
+    assert scans.lesion_seg_path.str.endswith("_label-lesion_mask.nii.gz").all()
+    for site in sorted(set(scans.site)):
+        assert validation_errors(out / site) == [], site
+    discovered = find_scans(cohort).scans
+    found = find_predictions(discovered, out)
+    assert set(found) == {s.scan_id for s in discovered}
+    assert all(str(out) in p.cord_path for p in found.values())
+    sct = tmp_path / "sct"
+    run_cohort(cohort, sct, _opts(mask_naming="sct"))
+    names = pd.read_parquet(sct / "tables" / "scans").cord_seg_path
+    assert names.str.endswith("_sc_seg.nii.gz").all()
+    assert names.str.contains("site-").all()
+
+
+def test_a_run_folder_of_the_previous_layout_is_migrated(cohort, tmp_path):
+    """A folder made before the per-site layout (one top description, <scan_id>_sc_seg masks): its masks move
+    to .cohort-sciseg/previous-layout, the scans are redone with BIDS names, the user is told."""
+    out = tmp_path / "run"
+    run_cohort(cohort, out, _opts(mask_naming="sct"))
+    (out / "dataset_description.json").write_text(json.dumps({"Name": "cohort-sciseg derivatives",
+                                                              "DatasetType": "derivative"}))
+    old = sorted(out.rglob("site-*_sc_seg.nii.gz"))
+    assert old
+    s = run_cohort(cohort, out, _opts())
+    assert s.counts["done"] == s.counts["total"]  # redone (the layout is part of the key)
+    assert not list(out.glob("*/sub-*/**/site-*_sc_seg.nii.gz"))
+    kept = out / ".cohort-sciseg" / "previous-layout"
+    assert len(list(kept.rglob("*_sc_seg.nii.gz"))) == len(old)
+    assert not (out / "dataset_description.json").exists()
+    logs = " ".join(p.read_text() for p in (out / "logs" / "runs").glob("run-*.log"))
+    assert "made by an earlier cohort-sciseg" in logs

@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from bids_validation import validation_errors
 
 from cohort_sciseg.synth import synthesize_cohort
-
-
-def _validator() -> str:
-    exe = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
-    if not Path(exe).is_file():
-        pytest.skip("bids-validator-deno is not installed (pip install -e '.[test]')")
-    return exe
-
-
-def validation_errors(dataset: Path) -> list[tuple[str, str]]:
-    """``(code, location)`` of every error the validator reports for ``dataset``."""
-    proc = subprocess.run(
-        [_validator(), "--format", "json", str(dataset)], capture_output=True, text=True, timeout=300, check=False
-    )
-    report = json.loads(proc.stdout)
-    return [
-        (i["code"], str(i.get("location", "")))
-        for i in report["issues"]["issues"]
-        if i["severity"] == "error"
-    ]
 
 
 def test_synth_datasets_are_valid_bids(tmp_path):

@@ -1,0 +1,201 @@
+"""``cohort-sciseg run --cluster slurm-*.yaml`` on a real SLURM: workers are sbatch jobs.
+
+A single-node SLURM cluster on loopback (Debian's slurm-wlm and munge, started by
+:mod:`slurm_fixture`; the tests skip with the reason where it cannot run) takes the
+jobs that dask-jobqueue submits for a variant of ``cluster/slurm-cpu.yaml``: one
+core, 1 GB, the scheduler and workers on ``lo``, the jobs running this Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from slurm_fixture import Slurm, SlurmUnavailable, slurm_cluster
+
+from cohort_sciseg.batch.clusters import load_cluster_config
+from cohort_sciseg.batch.store import RecordStore
+from cohort_sciseg.discover import find_scans
+from cohort_sciseg.synth import synthesize_cohort
+
+CLI = Path(sys.executable).with_name("cohort-sciseg")
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+#: ``cohort_sciseg.io.atomic_path`` names: ``.<stem>.<12 hex>.tmp<ext>``
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9.]+)?$")
+#: what a dask worker logs (to its job's .err file) once it joined the scheduler
+REGISTERED = "Registered to:"
+JOBS = 2
+RUN_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
+    """The SLURM test cluster, one for all pytest-xdist workers of this run (the last one out stops it)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # parent: shared by the workers
+    with contextlib.ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(slurm_cluster(shared / "slurm-cluster"))
+        except SlurmUnavailable as exc:
+            pytest.skip(f"no SLURM test cluster: {exc}")
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two sites, five scans (site 2 has a follow-up session)."""
+    root = tmp_path_factory.mktemp("slurm_cohort")
+    return [Path(r) for r in synthesize_cohort(root, sites=2, subjects_per_site=2, seed=17).dataset_roots]
+
+
+def cluster_file(tmp: Path, slurm: Slurm, job_name: str) -> Path:
+    """``cluster/slurm-cpu.yaml`` made to fit the test cluster; the jobs log to ``tmp/jobs``."""
+    doc = yaml.safe_load((CLUSTER / "slurm-cpu.yaml").read_text())
+    options = doc["options"]
+    options.pop("account")  # the test cluster keeps no accounts
+    options.pop("job_script_prologue")  # it activates a venv on the nodes; `python` names this one
+    options.update(
+        queue=slurm.partition,
+        cores=1,
+        processes=1,
+        memory="1GB",
+        walltime="00:10:00",
+        job_name=job_name,  # squeue -n: tests sharing the cluster see their own jobs
+        interface="lo",  # scheduler (in the run's process) and workers on loopback
+        python=sys.executable,
+        log_directory=str(tmp / "jobs"),
+        local_directory=str(tmp / "scratch"),
+    )
+    doc["workers"] = JOBS
+    path = tmp / f"{job_name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    load_cluster_config(path)  # the run would refuse it otherwise
+    return path
+
+
+def _argv(cohort: list[Path], out: Path, cluster: Path, *extra: str) -> list[str]:
+    return [
+        str(CLI), "run", *map(str, cohort), "-o", str(out), "--cluster", str(cluster),
+        "--segmenter", "copy-manual", "--no-report", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def _run(
+    argv: list[str], slurm: Slurm, job_name: str, log: Path, *, during: Callable[[dict[str, str]], None] | None = None
+) -> tuple[int, dict[str, set[str]]]:
+    """Run the CLI while polling squeue; its exit status and ``{job id: states seen}``."""
+    seen: dict[str, set[str]] = {}
+    with log.open("wb") as fh:
+        # its own session: a failed test kills the run's client and scheduler with one killpg
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=slurm.env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the run did not end within {RUN_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+            jobs = slurm.jobs(job_name)
+            for job, state in jobs.items():
+                seen.setdefault(job, set()).add(state)
+            if during is not None:
+                during(jobs)
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    return proc.returncode, seen
+
+
+def _registered(jobs_dir: Path, job_name: str, job: str) -> bool:
+    err = jobs_dir / f"{job_name}-{job}.err"
+    return err.is_file() and REGISTERED in err.read_text(errors="replace")
+
+
+def _check_tables(out: Path, scan_ids: set[str]) -> pd.DataFrame:
+    scans = pd.read_parquet(out / "tables" / "scans")
+    assert scans.scan_id.is_unique
+    assert set(scans.scan_id) == scan_ids
+    assert set(scans.status) == {"done"}
+    partial = [p for p in out.rglob("*") if TEMP_NAME.match(p.name) or ".tmp" in p.name]
+    assert partial == []
+    return scans
+
+
+@pytest.mark.slow  # ~15 s: two jobs start, five scans, the jobs cancelled at the end
+def test_run_on_slurm_jobs(slurm, cohort, tmp_path):
+    name = "cs-run"
+    cluster = cluster_file(tmp_path, slurm, name)
+    out = tmp_path / "run"
+    scan_ids = {s.scan_id for s in find_scans(cohort).scans}
+
+    rc, seen = _run(_argv(cohort, out, cluster), slurm, name, tmp_path / "run.log")
+    text = (tmp_path / "run.log").read_text()
+    assert rc == 0, text[-3000:]
+
+    # the workers were SLURM jobs: sbatch'ed, running, joined the scheduler from inside the job
+    assert len(seen) == JOBS, seen
+    assert any("RUNNING" in states for states in seen.values()), seen
+    assert any(_registered(tmp_path / "jobs", name, job) for job in seen)
+    (record,) = (out / "logs" / "runs").glob("run-*.json")
+    workers = json.loads(record.read_text())["cluster"]["workers"]
+    assert workers
+    assert {w["host"] for w in workers} == {"127.0.0.1"}
+
+    assert f"{len(scan_ids)} scan(s): {len(scan_ids)} done, 0 already done (resume), 0 failed" in text
+    _check_tables(out, scan_ids)
+    # closing the cluster cancelled the jobs
+    assert slurm.wait_no_jobs(name, timeout=30) == {}
+
+
+@pytest.mark.slow  # ~20 s: a worker job cancelled mid-run, the other finishes
+def test_cancelled_job_is_survived(slurm, cohort, tmp_path):
+    name = "cs-cancel"
+    cluster = cluster_file(tmp_path, slurm, name)
+    out = tmp_path / "run"
+    scan_ids = {s.scan_id for s in find_scans(cohort).scans}
+    cancelled: list[str] = []
+
+    def cancel_one(jobs: dict[str, str]) -> None:
+        # once both workers joined and one scan is committed, scans are in flight on both
+        if cancelled or sorted(jobs.values()) != ["RUNNING"] * JOBS:
+            return
+        if not all(_registered(tmp_path / "jobs", name, job) for job in jobs):
+            return
+        if next(RecordStore(out).commits(), None) is None:
+            return
+        victim = max(jobs, key=int)
+        slurm.command("scancel", victim)
+        cancelled.append(victim)
+
+    # 1 s per scan: 5 scans on 2 workers last ~3 s, time to cancel one half-way
+    argv = _argv(cohort, out, cluster, "--segmenter-option", "delay_s=1.0")
+    rc, seen = _run(argv, slurm, name, tmp_path / "run.log", during=cancel_one)
+    text = (tmp_path / "run.log").read_text()
+    assert cancelled, f"no job was cancelled (jobs seen: {seen}):\n{text[-3000:]}"
+    # a lost worker is a retry (allowed-failures = --retries 2), not a failed scan
+    assert rc == 0, text[-3000:]
+    assert f"{len(scan_ids)} scan(s): {len(scan_ids)} done, 0 already done (resume), 0 failed" in text
+    scans = _check_tables(out, scan_ids)
+
+    # the cancelled job's scan ran again on the other job (two attempts in this run)
+    store = RecordStore(out)
+    attempts = {
+        row.scan_id: store.attempts(row.site, row.scan_id, row.run_id) for row in scans.itertuples()
+    }
+    assert any(len(a) == 2 for a in attempts.values()), attempts
+    # build_cluster scales to a fixed number of jobs (no adapt): the lost job is not replaced,
+    # the remaining one finished the run
+    assert len(seen) == JOBS, seen
+    assert slurm.wait_no_jobs(name, timeout=30) == {}
