@@ -20,8 +20,7 @@ time the model kept each device busy is measured and written to the run record. 
 themselves (:mod:`cohort_sciseg.batch.tasks`); nothing large goes through the
 scheduler. At the end the committed records are compacted into the run's tables,
 each site's derivative ``dataset_description.json`` and the run record are written
-(the run folder's layout: :mod:`cohort_sciseg.batch.layout`),
-and the summary tells what failed.
+(layout: :mod:`cohort_sciseg.batch.layout`), and the summary tells what failed.
 """
 
 from __future__ import annotations
@@ -321,6 +320,7 @@ def _run(
             "mask_naming": opts.mask_naming,
         },
         "segmenter": describe,
+        "settings": config.settings_dict,
         "environment": environment(),
         "n_scans": len(scans),
         "discovery_problems": len(discovery.problems),

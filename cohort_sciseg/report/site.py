@@ -328,9 +328,11 @@ def _participants(out: Path) -> dict[str, dict[str, str]]:
 def _run_provenance(out: Path) -> dict[str, Any]:
     """The provenance a worker gives a scan's page (the run's settings), from the latest run record."""
     record = latest_run_record(out)
+    if "settings" in record:  # the settings the workers had, as the run recorded them
+        return {"settings": record["settings"]}
     if "segmenter" not in record:
         return {}
-    units = record.get("options", {}).get("units", "mm")
+    units = record.get("options", {}).get("units", "mm")  # records of runs before "settings" was written
     return {"settings": {"segmenter": record["segmenter"].get("settings", {}), "units": units}}
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 #: the daemons and clients the tests need, and where Debian puts the daemons
 DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "squeue", "sinfo", "scancel")
+CLIENTS = ("sbatch", "squeue", "sinfo", "scancel", "scontrol")
 _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 APT_PACKAGES = ("slurm-wlm", "munge")
 #: apt-get update + install: ~8 s on a fast mirror, 3.5 MB of packages
@@ -40,7 +40,7 @@ MIN_CPUS = 4
 PARTITION = "debug"
 
 
-class SlurmUnavailable(RuntimeError):
+class SlurmUnavailableError(RuntimeError):
     """SLURM cannot run here; the message says why (the tests skip with it)."""
 
 
@@ -96,7 +96,7 @@ def ensure_installed() -> None:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         msg = f"{', '.join(missing)} not found and cannot install {' '.join(APT_PACKAGES)} (needs root and apt-get)"
-        raise SlurmUnavailable(msg)
+        raise SlurmUnavailableError(msg)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES]
     deadline = time.monotonic() + APT_TIMEOUT_S
@@ -109,17 +109,17 @@ def ensure_installed() -> None:
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             msg = f"{' '.join(argv)} failed: {exc}"
-            raise SlurmUnavailable(msg) from exc
+            raise SlurmUnavailableError(msg) from exc
 
     done = apt(install)
     if done.returncode != 0:  # a clean image has no package lists yet
         if (update := apt(["apt-get", "update", "-q"])).returncode != 0:
             msg = f"apt-get update exited {update.returncode}: {update.stderr.strip()[-500:]}"
-            raise SlurmUnavailable(msg)
+            raise SlurmUnavailableError(msg)
         done = apt(install)
     if done.returncode != 0 or (missing := _missing()):
         msg = f"{' '.join(install)} exited {done.returncode}: {done.stderr.strip()[-500:] or f'{missing} still missing'}"
-        raise SlurmUnavailable(msg)
+        raise SlurmUnavailableError(msg)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -235,15 +235,19 @@ def _node_state(slurm: Slurm) -> str:
     return ""
 
 
-def _wait_for(ready: Callable[[], bool], procs: list[subprocess.Popen[bytes]], root: Path, what: str) -> None:
+Procs = list[subprocess.Popen[bytes]]
+
+
+def _wait_for(ready: Callable[[], bool], procs: Procs, root: Path, what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             logs = "".join(
-                f"\n--- {p.name}:\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(root.glob("*.out"))
+                f"\n--- {out.name}:\n{out.read_text(errors='replace')[-1500:]}"
+                for out in sorted(root.glob("*.out"))
             )
             msg = f"SLURM test cluster did not start (waiting for {what}):{logs}"
-            raise SlurmUnavailable(msg)
+            raise SlurmUnavailableError(msg)
         time.sleep(0.1)
 
 
@@ -264,19 +268,22 @@ def _terminate(pid: int, timeout: float = 10) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0]:  # our child: reaped
-                return
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # our child (else its starter's): reap it
         os.waitpid(pid, 0)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (a daemon another xdist worker started and stopped) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @contextlib.contextmanager
@@ -292,14 +299,6 @@ def _locked(path: Path) -> Iterator[dict]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def slurm_cluster(shared: Path) -> Iterator[Slurm]:
     """A running cluster shared by the processes that pass the same ``shared`` folder.
@@ -312,21 +311,24 @@ def slurm_cluster(shared: Path) -> Iterator[Slurm]:
     me = os.getpid()
     with _locked(state_file) as state:
         if state.get("unavailable"):
-            raise SlurmUnavailable(state["unavailable"])
+            raise SlurmUnavailableError(state["unavailable"])
         users = [p for p in state.get("users", []) if _alive(p)]
         if not users and state.get("root"):  # a crashed worker's cluster
             stop(Path(state["root"]), state.get("pids", {}))
             state.clear()
         if not state.get("root"):
             try:
+                t0 = time.perf_counter()
                 ensure_installed()
+                t1 = time.perf_counter()
                 root = Path(tempfile.mkdtemp(prefix="slurm-"))  # short: unix socket paths
                 write_conf(root)
-                t0 = time.perf_counter()
                 state["pids"] = start(root)
-                state["start_s"] = round(time.perf_counter() - t0, 2)
                 state["root"] = str(root)
-            except SlurmUnavailable as exc:
+                # what the set-up cost (kept in the shared folder's slurm.json)
+                state["install_s"] = round(t1 - t0, 2)
+                state["start_s"] = round(time.perf_counter() - t1, 2)
+            except SlurmUnavailableError as exc:
                 state["unavailable"] = str(exc)
                 raise
         state["users"] = [*users, me]

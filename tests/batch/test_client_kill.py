@@ -171,7 +171,7 @@ def test_killed_run_resumes_only_the_missing_scans(cohort, tmp_path):
     masks = [*scans.cord_seg_path, *scans.lesion_seg_path]
     assert len(masks) == 2 * n
     assert sorted(masks) == sorted(
-        str(p.relative_to(out)) for p in out.glob("site*/**/*_seg.nii.gz")
+        str(p.relative_to(out)) for p in out.glob("site*/**/*_mask.nii.gz")
     )
     for row in scans.itertuples():
         source = nib.Nifti1Image.from_filename(row.image_path)

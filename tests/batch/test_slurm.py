@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from slurm_fixture import Slurm, SlurmUnavailable, slurm_cluster
+from slurm_fixture import Slurm, SlurmUnavailableError, slurm_cluster
 
 from cohort_sciseg.batch.clusters import load_cluster_config
 from cohort_sciseg.batch.store import RecordStore
@@ -43,11 +43,12 @@ RUN_TIMEOUT_S = 240
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
     """The SLURM test cluster, one for all pytest-xdist workers of this run (the last one out stops it)."""
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # parent: shared by the workers
+    # an xdist worker's basetemp is <run>/popen-gwN: the workers share its parent
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with contextlib.ExitStack() as stack:
         try:
             cluster = stack.enter_context(slurm_cluster(shared / "slurm-cluster"))
-        except SlurmUnavailable as exc:
+        except SlurmUnavailableError as exc:
             pytest.skip(f"no SLURM test cluster: {exc}")
         yield cluster
 
@@ -55,8 +56,10 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two sites, five scans (site 2 has a follow-up session)."""
-    root = tmp_path_factory.mktemp("slurm_cohort")
-    return [Path(r) for r in synthesize_cohort(root, sites=2, subjects_per_site=2, seed=17).dataset_roots]
+    cohort = synthesize_cohort(
+        tmp_path_factory.mktemp("slurm"), sites=2, subjects_per_site=2, seed=17
+    )
+    return [Path(r) for r in cohort.dataset_roots]
 
 
 def cluster_file(tmp: Path, slurm: Slurm, job_name: str) -> Path:
@@ -91,19 +94,29 @@ def _argv(cohort: list[Path], out: Path, cluster: Path, *extra: str) -> list[str
     ]  # fmt: skip
 
 
+def _summary(n: int) -> str:
+    return f"{n} scan(s): {n} done, 0 already done (resume), 0 failed"
+
+
+Poll = Callable[[dict[str, str]], None]
+
+
 def _run(
-    argv: list[str], slurm: Slurm, job_name: str, log: Path, *, during: Callable[[dict[str, str]], None] | None = None
+    argv: list[str], slurm: Slurm, job_name: str, log: Path, *, during: Poll | None = None
 ) -> tuple[int, dict[str, set[str]]]:
     """Run the CLI while polling squeue; its exit status and ``{job id: states seen}``."""
     seen: dict[str, set[str]] = {}
     with log.open("wb") as fh:
         # its own session: a failed test kills the run's client and scheduler with one killpg
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=slurm.env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=fh, stderr=subprocess.STDOUT, env=slurm.env, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while proc.poll() is None:
             if time.monotonic() > deadline:
-                pytest.fail(f"the run did not end within {RUN_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+                tail = log.read_text()[-3000:]
+                pytest.fail(f"the run did not end within {RUN_TIMEOUT_S} s:\n{tail}")
             jobs = slurm.jobs(job_name)
             for job, state in jobs.items():
                 seen.setdefault(job, set()).add(state)
@@ -133,6 +146,22 @@ def _check_tables(out: Path, scan_ids: set[str]) -> pd.DataFrame:
     return scans
 
 
+def _job_pids(slurm: Slurm, job: str) -> set[int]:
+    """Processes of a running job, as SLURM tracks them (none once it ended)."""
+    try:
+        out = slurm.command("scontrol", "listpids", job)
+    except RuntimeError:
+        return set()
+    return {int(ln.split()[0]) for ln in out.splitlines()[1:] if ln.split()[0].isdigit()}
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
+
+
 @pytest.mark.slow  # ~15 s: two jobs start, five scans, the jobs cancelled at the end
 def test_run_on_slurm_jobs(slurm, cohort, tmp_path):
     name = "cs-run"
@@ -140,62 +169,96 @@ def test_run_on_slurm_jobs(slurm, cohort, tmp_path):
     out = tmp_path / "run"
     scan_ids = {s.scan_id for s in find_scans(cohort).scans}
 
-    rc, seen = _run(_argv(cohort, out, cluster), slurm, name, tmp_path / "run.log")
+    workers_in_jobs: dict[str, list[str]] = {}
+
+    def find_workers(jobs: dict[str, str]) -> None:
+        for job, state in jobs.items():
+            if state == "RUNNING" and job not in workers_in_jobs:
+                for pid in _job_pids(slurm, job):
+                    argv = _command_line(pid)
+                    if "distributed.cli.dask_worker" in argv:
+                        workers_in_jobs[job] = argv
+
+    rc, seen = _run(
+        _argv(cohort, out, cluster), slurm, name, tmp_path / "run.log", during=find_workers
+    )
     text = (tmp_path / "run.log").read_text()
     assert rc == 0, text[-3000:]
 
-    # the workers were SLURM jobs: sbatch'ed, running, joined the scheduler from inside the job
+    # the workers were SLURM jobs: sbatch'ed, running this Python (the venv) inside the job,
+    # joined the scheduler from there
     assert len(seen) == JOBS, seen
-    assert any("RUNNING" in states for states in seen.values()), seen
-    assert any(_registered(tmp_path / "jobs", name, job) for job in seen)
+    assert workers_in_jobs, seen
+    assert {argv[0] for argv in workers_in_jobs.values()} == {sys.executable}
+    assert all(_registered(tmp_path / "jobs", name, job) for job in workers_in_jobs)
     (record,) = (out / "logs" / "runs").glob("run-*.json")
     workers = json.loads(record.read_text())["cluster"]["workers"]
     assert workers
     assert {w["host"] for w in workers} == {"127.0.0.1"}
 
-    assert f"{len(scan_ids)} scan(s): {len(scan_ids)} done, 0 already done (resume), 0 failed" in text
+    assert _summary(len(scan_ids)) in text
     _check_tables(out, scan_ids)
     # closing the cluster cancelled the jobs
     assert slurm.wait_no_jobs(name, timeout=30) == {}
 
 
-@pytest.mark.slow  # ~20 s: a worker job cancelled mid-run, the other finishes
+def _open_attempts(out: Path) -> dict[tuple[str, int], int]:
+    """``{(scan_id, attempt number): worker pid}`` of the started, not yet committed scans."""
+    store = RecordStore(out)
+    found = {}
+    for path in store.root.glob("*/*/attempts.jsonl"):  # the store's documented layout
+        site, scan_id = path.parent.parent.name, path.parent.name
+        if store.current(site, scan_id) is not None:
+            continue
+        lines = [ln for ln in path.read_text().splitlines() if ln.endswith("}")]
+        if lines:
+            worker = json.loads(lines[-1])["worker"]  # "host:pid" (cohort_sciseg.batch.tasks)
+            found[(scan_id, len(lines))] = int(worker.rpartition(":")[2])
+    return found
+
+
+@pytest.mark.slow  # ~22 s: a worker job cancelled mid-scan, the other finishes
 def test_cancelled_job_is_survived(slurm, cohort, tmp_path):
     name = "cs-cancel"
     cluster = cluster_file(tmp_path, slurm, name)
     out = tmp_path / "run"
     scan_ids = {s.scan_id for s in find_scans(cohort).scans}
-    cancelled: list[str] = []
+    known: set[tuple[str, int]] = set()
+    cancelled: dict[str, str] = {}  # job id -> the scan it was running
 
     def cancel_one(jobs: dict[str, str]) -> None:
-        # once both workers joined and one scan is committed, scans are in flight on both
-        if cancelled or sorted(jobs.values()) != ["RUNNING"] * JOBS:
+        # a scan that started since the last poll (< ~0.2 s ago, of its 1 s) on a running job's
+        # worker: scancel that job while the scan is surely in flight
+        started = _open_attempts(out)
+        fresh = {k: pid for k, pid in started.items() if k not in known}
+        known.update(started)
+        if cancelled or not fresh or sorted(jobs.values()) != ["RUNNING"] * JOBS:
             return
-        if not all(_registered(tmp_path / "jobs", name, job) for job in jobs):
-            return
-        if next(RecordStore(out).commits(), None) is None:
-            return
-        victim = max(jobs, key=int)
-        slurm.command("scancel", victim)
-        cancelled.append(victim)
+        for job in jobs:
+            hit = [scan for (scan, _), pid in fresh.items() if pid in _job_pids(slurm, job)]
+            if hit:
+                slurm.command("scancel", job)
+                cancelled[job] = hit[0]
+                return
 
-    # 1 s per scan: 5 scans on 2 workers last ~3 s, time to cancel one half-way
+    # 1 s per scan: 5 scans on 2 workers last ~3 s
     argv = _argv(cohort, out, cluster, "--segmenter-option", "delay_s=1.0")
     rc, seen = _run(argv, slurm, name, tmp_path / "run.log", during=cancel_one)
     text = (tmp_path / "run.log").read_text()
     assert cancelled, f"no job was cancelled (jobs seen: {seen}):\n{text[-3000:]}"
     # a lost worker is a retry (allowed-failures = --retries 2), not a failed scan
     assert rc == 0, text[-3000:]
-    assert f"{len(scan_ids)} scan(s): {len(scan_ids)} done, 0 already done (resume), 0 failed" in text
+    assert _summary(len(scan_ids)) in text
     scans = _check_tables(out, scan_ids)
 
-    # the cancelled job's scan ran again on the other job (two attempts in this run)
-    store = RecordStore(out)
-    attempts = {
-        row.scan_id: store.attempts(row.site, row.scan_id, row.run_id) for row in scans.itertuples()
-    }
-    assert any(len(a) == 2 for a in attempts.values()), attempts
-    # build_cluster scales to a fixed number of jobs (no adapt): the lost job is not replaced,
-    # the remaining one finished the run
+    # the scan in flight on the cancelled job ran again on the other job's worker
+    ((job, scan_id),) = cancelled.items()
+    row = scans.set_index("scan_id").loc[scan_id]
+    attempts = RecordStore(out).attempts(row.site, scan_id, row.run_id)
+    assert len(attempts) == 2, attempts
+    assert attempts[0]["worker"] != attempts[1]["worker"]
+    assert "CANCELLED" in (tmp_path / "jobs" / f"{name}-{job}.err").read_text()
+    # build_cluster scales to a fixed number of jobs (no adapt): the lost job is not
+    # replaced, the remaining one finished the run
     assert len(seen) == JOBS, seen
     assert slurm.wait_no_jobs(name, timeout=30) == {}
