@@ -11,8 +11,12 @@ Three kinds (see the documented examples in ``cluster/``):
 ``slurm``
     dask-jobqueue's ``SLURMCluster``: ``options`` go to it verbatim (queue, account,
     cores, memory, walltime, ``job_extra_directives`` such as ``--gres=gpu:1``,
-    ``job_script_prologue``); ``gpus_per_worker`` adds ``--resources GPU=n`` and
-    ``lifetime`` restarts workers gracefully before the walltime.
+    ``job_script_prologue``); ``gpus_per_worker`` adds ``--resources GPU=n``. The
+    cluster keeps ``workers`` jobs: one that ends (walltime, ``scancel``, a failed
+    node) is replaced by a new one (``adapt`` with minimum = maximum; a plain
+    ``scale`` never resubmits, and a run outliving its jobs would wait forever).
+    ``lifetime`` retires workers gracefully before the walltime; their jobs end
+    and are replaced.
 ``kubernetes``
     The dask-kubernetes operator: a ``DaskCluster`` resource built with
     ``make_cluster_spec`` (image, workers, container resources such as
@@ -64,7 +68,7 @@ class ClusterConfig:
     memory_limit: str | None = None
     gpus_per_worker: int = 0  # slurm / kubernetes
     workers: int = 1  # slurm jobs / kubernetes worker pods
-    lifetime: str | None = None  # slurm: graceful restart before the walltime
+    lifetime: str | None = None  # slurm: graceful retirement before the walltime (the job is replaced)
     options: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,7 +179,8 @@ def _slurm_kwargs(config: ClusterConfig) -> dict[str, Any]:
     if config.gpus_per_worker:
         extra += ["--resources", f"GPU={config.gpus_per_worker}"]
     if config.lifetime:
-        extra += ["--lifetime", config.lifetime, "--lifetime-stagger", "2m", "--lifetime-restart"]
+        # no --lifetime-restart: a worker restarted inside its job would still die at the walltime
+        extra += ["--lifetime", config.lifetime, "--lifetime-stagger", "2m"]
     kwargs["worker_extra_args"] = extra
     return kwargs
 
@@ -223,7 +228,8 @@ def build_cluster(config: ClusterConfig) -> Any:
         from dask_jobqueue import SLURMCluster
 
         cluster = SLURMCluster(**_slurm_kwargs(config))
-        cluster.scale(jobs=config.workers)
+        # adapt, not scale: the adaptive loop resubmits a job whose worker left
+        cluster.adapt(minimum_jobs=config.workers, maximum_jobs=config.workers)
         return cluster
     from dask_kubernetes.operator import KubeCluster
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: the daemons and clients the tests need, and where Debian puts the daemons
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -38,6 +39,8 @@ START_TIMEOUT_S = 60
 #: so that two tests' two jobs run side by side on a 2-core CI machine (they mostly wait)
 MIN_CPUS = 4
 PARTITION = "debug"
+
+Procs = list[subprocess.Popen[bytes]]
 
 
 class SlurmUnavailableError(RuntimeError):
@@ -95,7 +98,8 @@ def ensure_installed() -> None:
     if not (missing := _missing()):
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        msg = f"{', '.join(missing)} not found and cannot install {' '.join(APT_PACKAGES)} (needs root and apt-get)"
+        packages = " ".join(APT_PACKAGES)
+        msg = f"{', '.join(missing)} not found, and installing {packages} needs root and apt-get"
         raise SlurmUnavailableError(msg)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES]
@@ -118,7 +122,8 @@ def ensure_installed() -> None:
             raise SlurmUnavailableError(msg)
         done = apt(install)
     if done.returncode != 0 or (missing := _missing()):
-        msg = f"{' '.join(install)} exited {done.returncode}: {done.stderr.strip()[-500:] or f'{missing} still missing'}"
+        why = done.stderr.strip()[-500:] or f"{', '.join(missing)} still missing"
+        msg = f"{' '.join(install)} exited {done.returncode}: {why}"
         raise SlurmUnavailableError(msg)
 
 
@@ -163,11 +168,9 @@ def write_conf(root: Path) -> Path:
         # no cgroups in a container: processes tracked by parent pid, no task binding
         "ProctrackType": "proctrack/linuxproc",
         "TaskPlugin": "task/none",
-        "JobAcctGatherType": "jobacct_gather/none",
-        "AccountingStorageType": "accounting_storage/none",
-        "JobCompType": "jobcomp/none",
+        # no AccountingStorageType / JobAcctGatherType / JobCompType: their defaults keep no
+        # accounting (spelling "none" out breaks on Slurm releases that dropped those plugins)
         "MpiDefault": "none",
-        "SwitchType": "switch/none",
         "SchedulerType": "sched/backfill",
         "SelectType": "select/cons_tres",
         "SelectTypeParameters": "CR_Core",
@@ -193,6 +196,7 @@ def _munge_key(path: Path) -> None:
 
 def start(root: Path) -> dict[str, int]:
     """Start munged, slurmctld and slurmd of ``root/slurm.conf``; their pids once the node is idle."""
+    root.chmod(0o755)  # mkdtemp's 0700 would hide munged's socket from other users
     for sub in ("state", "spool", "munge"):
         (root / sub).mkdir(mode=0o755, exist_ok=True)
     _munge_key(root / "key" / "munge.key")
@@ -208,7 +212,7 @@ def start(root: Path) -> dict[str, int]:
         "slurmd": [_find("slurmd"), "-D", "-f", str(conf), "-N", "localhost"],
     }  # fmt: skip
     pids: dict[str, int] = {}
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: Procs = []
     slurm = Slurm(root, conf)
     try:
         for name, argv in argvs.items():
@@ -233,9 +237,6 @@ def _node_state(slurm: Slurm) -> str:
     with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
         return slurm.command("sinfo", "-h", "-N", "-o", "%T", timeout=10).strip()
     return ""
-
-
-Procs = list[subprocess.Popen[bytes]]
 
 
 def _wait_for(ready: Callable[[], bool], procs: Procs, root: Path, what: str) -> None:
@@ -287,7 +288,7 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[dict]:
+def _locked(path: Path) -> Iterator[dict[str, Any]]:
     """The shared state file ``path`` (JSON), read and written under an exclusive lock."""
     with open(path.with_suffix(".lock"), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -306,6 +307,9 @@ def slurm_cluster(shared: Path) -> Iterator[Slurm]:
     The first one installs (once: a failure is remembered and re-raised to the others)
     and starts it; each registers its pid while it uses it; the last one out stops it.
     """
+    if os.geteuid() != 0:
+        msg = f"the test cluster runs its daemons as root (SlurmUser=root); this is uid {os.geteuid()}"
+        raise SlurmUnavailableError(msg)
     shared.mkdir(parents=True, exist_ok=True)
     state_file = shared / "slurm.json"
     me = os.getpid()
