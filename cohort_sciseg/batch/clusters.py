@@ -182,6 +182,8 @@ def _slurm_kwargs(config: ClusterConfig) -> dict[str, Any]:
         # no --lifetime-restart: a worker restarted inside its job would still die at the walltime
         extra += ["--lifetime", config.lifetime, "--lifetime-stagger", "2m"]
     kwargs["worker_extra_args"] = extra
+    # a free dashboard port unless one is asked for: dask's 8787 clashes when two runs share a login node
+    kwargs["scheduler_options"] = {"dashboard_address": ":0", **dict(kwargs.get("scheduler_options") or {})}
     return kwargs
 
 
