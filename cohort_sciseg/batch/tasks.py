@@ -310,9 +310,7 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                 seconds_segment = (
                     staged.device[2] - staged.device[1] if staged.device else float("nan")
                 )
-            tables, row = _measure(
-                scan, config, key, attempt, cord_path, lesion_path, seconds_segment
-            )
+            tables, row = _measure(scan, config, key, store, cord_path, lesion_path, seconds_segment)
         except _DATA_ERRORS as exc:
             return record_failure(
                 store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0, run_id=config.run_id
@@ -460,7 +458,7 @@ def _measure(
     scan: Scan,
     config: TaskConfig,
     key: str,
-    attempt: int,
+    store: RecordStore,
     cord_path: str,
     lesion_path: str,
     seconds_segment: float,
@@ -477,7 +475,7 @@ def _measure(
     if suspect:
         logger.warning("suspect result: %s", "; ".join(suspect))
     row = _scan_row(
-        scan, key, "done", RecordStore(config.out_dir), config.run_id,
+        scan, key, "done", store, config.run_id,
         segmenter=config.segmenter_name, checksum=config.model_checksum,
     )
     row.update(

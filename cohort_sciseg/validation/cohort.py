@@ -214,7 +214,7 @@ def _check_references(
             "draw the cord, or save the mask with the cord as 1 (e.g. `sct_maths -i MASK -bin 0.5 -o MASK`)",
         )
     lesion = inspect_mask(ref_l)
-    nonzero = int(np.count_nonzero(np.nan_to_num(np.asarray(ref_l, dtype=np.float64))))
+    nonzero = int(np.count_nonzero(ref_l))  # load_nifti refused NaN: no float copy of the volume needed
     if lesion.n_foreground == 0 and nonzero:
         raise _unusable_reference(
             scan, lesion_path,
