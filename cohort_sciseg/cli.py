@@ -73,12 +73,16 @@ class DiscoverCommand:
     cord_suffixes: list[str] | None = None
     lesion_suffixes: list[str] | None = None
     strict: bool = False
+    vertebral_suffixes: list[str] | None = None
+    disc_suffixes: list[str] | None = None
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
         from cohort_sciseg.discover import (
             DEFAULT_CORD_SUFFIXES,
+            DEFAULT_DISC_SUFFIXES,
             DEFAULT_LESION_SUFFIXES,
+            DEFAULT_VERTEBRAL_SUFFIXES,
             find_scans,
             format_summary,
             write_failures,
@@ -93,6 +97,8 @@ class DiscoverCommand:
             exclude=self.exclude,
             cord_suffixes=tuple(self.cord_suffixes or DEFAULT_CORD_SUFFIXES),
             lesion_suffixes=tuple(self.lesion_suffixes or DEFAULT_LESION_SUFFIXES),
+            vertebral_suffixes=tuple(self.vertebral_suffixes or DEFAULT_VERTEBRAL_SUFFIXES),
+            disc_suffixes=tuple(self.disc_suffixes or DEFAULT_DISC_SUFFIXES),
             on_problem="raise" if self.strict else "record",
         )
         out.write(format_summary(discovery) + "\n")
@@ -107,19 +113,36 @@ class DiscoverCommand:
 
 @dataclass
 class AnalyzeLesionCommand:
-    """``cohort-sciseg analyze-lesion --lesion L --cord C [--image I] -o OUT``.
+    """``cohort-sciseg analyze-lesion -m L -s C [-i I] [-nli-slice N] [-o OUT | -ofolder DIR]``.
 
-    A drop-in for ``sct_analyze_lesion -m L -s C [-i I]``: writes ``OUT.parquet``
-    (one row per lesion), ``OUT_slices.parquet`` (per-sagittal-slice bridges),
-    ``OUT.json`` (per-scan summary) and ``OUT_label.nii.gz`` (lesion ids).
+    A drop-in for ``sct_analyze_lesion -m L -s C [-i I] [-nli-slice N] [-ofolder DIR]``:
+    writes ``OUT.parquet`` (one row per lesion), ``OUT_slices.parquet``
+    (per-sagittal-slice bridges), ``OUT.json`` (per-scan summary) and
+    ``OUT_label.nii.gz`` (lesion ids); ``OUT`` defaults to
+    ``<DIR or .>/<lesion name>_analysis`` as SCT names its spreadsheet.
     """
 
     lesion: Path
     cord: Path
-    output: Path
+    output: Path | None = None
     image: Path | None = None
     threshold: float = 0.5
     angle_correction: bool = True
+    nli_slice: int | None = None
+    vert_labels: Path | None = None
+    disc_labels: Path | None = None
+    output_folder: Path | None = None
+
+    def prefix(self) -> Path:
+        """The output prefix: ``-o``, else ``<-ofolder or .>/<lesion name>_analysis``."""
+        if self.output is not None:
+            return self.output
+        name = self.lesion.name
+        for ext in (".nii.gz", ".nii"):
+            if name.endswith(ext):
+                name = name[: -len(ext)]
+                break
+        return (self.output_folder or Path(".")) / f"{name}_analysis"
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -129,14 +152,23 @@ class AnalyzeLesionCommand:
         result = analyze_lesion_files(
             self.lesion, self.cord, self.image,
             threshold=self.threshold, angle_correction=self.angle_correction,
+            nli_slice=self.nli_slice, vert_labels_path=self.vert_labels,
+            disc_labels_path=self.disc_labels,
         )
         lesion_img = read_header(self.lesion)
-        paths = write_lesion_analysis(result, self.output, affine=lesion_img.affine)
+        paths = write_lesion_analysis(result, self.prefix(), affine=lesion_img.affine)
         s = result.summary
         out.write(
             f"{s.n_lesions} lesion(s): total volume {s.total_volume_mm3:.2f} mm3, total length "
             f"{s.total_length_mm:.2f} mm, max axial damage ratio {s.max_axial_damage_ratio:.3f}\n"
         )
+        if s.nli_ap_diameter_mm is not None:
+            out.write(
+                f"cord A-P diameter at the NLI slice {s.nli_slice}: {s.nli_ap_diameter_mm:.2f} mm "
+                "(tissue-bridge proxy; dorsal = ventral = half)\n"
+            )
+        if s.lesion_vert_levels is not None:
+            out.write(f"vertebral levels with lesion: {', '.join(s.lesion_vert_levels) or 'none'}\n")
         for note in s.notes:
             out.write(f"note: {note}\n")
         for what, path in paths.items():
@@ -669,6 +701,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="manual cord mask suffixes, first match wins (default: seg-manual label-SC_seg)")
     d.add_argument("--lesion-suffix", nargs="+", dest="lesion_suffixes", metavar="SUFFIX",
                    help="manual lesion mask suffixes (default: lesion-manual)")
+    d.add_argument("--vert-suffix", nargs="+", dest="vertebral_suffixes", metavar="SUFFIX",
+                   help="vertebral labelling suffixes (sct_label_vertebrae's labelled cord), exact or "
+                        "fnmatch patterns, first match wins (default: '*seg*_labeled')")
+    d.add_argument("--disc-suffix", nargs="+", dest="disc_suffixes", metavar="SUFFIX",
+                   help="disc label suffixes, exact or fnmatch patterns, first match wins "
+                        "(default: 'label-disc*' 'labels-disc*' '*_labeled_disc*')")
     d.add_argument("--strict", action="store_true", help="stop at the first problem instead of recording it")
 
     s = sub.add_parser("synth", help="write a synthetic multi-site SCI cohort as BIDS datasets")
@@ -683,8 +721,19 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--lesion", "-m", type=Path, required=True, help="lesion mask (binary or soft)")
     a.add_argument("--cord", "-s", type=Path, required=True, help="spinal cord mask")
     a.add_argument("--image", "-i", type=Path, help="image for lesion intensity statistics")
-    a.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                   help="output prefix: OUT.parquet, OUT_slices.parquet, OUT.json, OUT_label.nii.gz")
+    a.add_argument("-o", "--output", type=Path, metavar="OUT",
+                   help="output prefix: OUT.parquet, OUT_slices.parquet, OUT.json, OUT_label.nii.gz "
+                        "(default: DIR/<lesion name>_analysis)")
+    a.add_argument("-ofolder", "--output-folder", dest="output_folder", type=Path, metavar="DIR",
+                   help="output folder when -o is not given (SCT's -ofolder; default: .)")
+    a.add_argument("-nli-slice", "--nli-slice", dest="nli_slice", type=int, metavar="N",
+                   help="axial slice of the neurological level of injury, along the S-I axis of the input "
+                        "orientation (SCT's -nli-slice): fixes the midsagittal slice; the cord A-P diameter "
+                        "there is the tissue-bridge proxy of a scan without lesion")
+    a.add_argument("--vert-labels", type=Path, metavar="FILE",
+                   help="vertebral labelling on the same grid (SCT's *_seg_labeled): adds vertebral levels")
+    a.add_argument("--disc-labels", type=Path, metavar="FILE",
+                   help="disc labels on the same grid (value 3 = C2/C3 disc): adds vertebral levels")
     a.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (value > t), default 0.5")
     a.add_argument("--no-angle-correction", dest="angle_correction", action="store_false")
 
@@ -830,11 +879,15 @@ def _command(
             cord_suffixes=ns.cord_suffixes,
             lesion_suffixes=ns.lesion_suffixes,
             strict=ns.strict,
+            vertebral_suffixes=ns.vertebral_suffixes,
+            disc_suffixes=ns.disc_suffixes,
         )
     if ns.command == "analyze-lesion":
         return AnalyzeLesionCommand(
             lesion=ns.lesion, cord=ns.cord, output=ns.output, image=ns.image,
             threshold=ns.threshold, angle_correction=ns.angle_correction,
+            nli_slice=ns.nli_slice, vert_labels=ns.vert_labels, disc_labels=ns.disc_labels,
+            output_folder=ns.output_folder,
         )
     if ns.command == "metrics":
         return MetricsCommand(pred=ns.pred, ref=ns.ref, output=ns.output, lesion=ns.lesion, units=ns.units)

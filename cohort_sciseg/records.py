@@ -102,6 +102,12 @@ class Scan:
         All sidecar keys after BIDS inheritance, values JSON-encoded.
     participant
         The subject's row of ``participants.tsv``, as strings.
+    vert_labels_path
+        Vertebral labelling from ``derivatives/labels`` (``sct_label_vertebrae``'s
+        ``_seg_labeled``: cord voxels hold their vertebral level); ``None`` when absent.
+    disc_labels_path
+        Disc labels from ``derivatives/labels`` (``_label-disc*``: single voxels
+        hold the disc number, 3 = C2/C3); ``None`` when absent.
     """
 
     scan_id: str
@@ -126,6 +132,8 @@ class Scan:
     magnetic_field_strength_t: float | None = None
     sidecar: StrPairs = ()
     participant: StrPairs = ()
+    vert_labels_path: str | None = None
+    disc_labels_path: str | None = None
 
     @property
     def has_manual_masks(self) -> bool:
@@ -255,6 +263,8 @@ SCANS_SCHEMA = pa.schema(
         _f("entities", _STR_MAP, "all BIDS entities of the file name", nullable=False),
         _f("sidecar", _STR_MAP, "inherited sidecar, JSON-encoded values", nullable=False),
         _f("participant", _STR_MAP, "participants.tsv row, as strings", nullable=False),
+        _f("vert_labels_path", pa.string(), "vertebral labelling (cord voxels hold level numbers)"),
+        _f("disc_labels_path", pa.string(), "disc labels (single voxels hold disc numbers)"),
     ]
 )
 
@@ -302,6 +312,8 @@ LESIONS_SCHEMA = pa.schema(
         _f("z_max_slice", pa.int32(), "highest RPI axial slice of the lesion", "voxel", nullable=False),
         _f("mean_intensity", pa.float64(), "mean image value in the lesion (image given)"),
         _f("std_intensity", pa.float64(), "population SD of image values in the lesion (image given)"),
+        _f("vert_levels", pa.list_(pa.string()), "vertebral levels of the lesion's axial slices, superior first (vertebral labels given)"),
+        _f("vert_level_centroid", pa.string(), "vertebral level of the lesion's centroid slice (vertebral labels given)"),
     ]
 )
 
@@ -352,6 +364,10 @@ RUN_SCANS_SCHEMA = pa.schema(
         _f("total_length_mm", pa.float64(), "sum of predicted lesion lengths", "mm"),
         _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1"),
         _f("cord_volume_mm3", pa.float64(), "predicted cord volume", "mm3"),
+        _f("nli_slice", pa.int32(), "NLI slice used (sidecar NLISlice or participants.tsv nli_slice; S-I axis of the image as stored)", "voxel"),
+        _f("nli_ap_diameter_mm", pa.float64(), "cord A-P diameter at the NLI slice, midsagittal (SCT's bridge proxy without lesion)", "mm"),
+        _f("vert_labels", pa.string(), "vertebral labelling used: vertebrae (labelled cord) or discs; null without"),
+        _f("lesion_vert_levels", pa.list_(pa.string()), "vertebral levels with predicted lesion, superior first (null without labelling)"),
         _f("has_manual_masks", pa.bool_(), "manual cord and lesion masks exist", nullable=False),
         _f("cord_dice", pa.float64(), "Dice of the predicted vs manual cord (manual masks only)"),
         _f("lesion_dice", pa.float64(), "Dice of the predicted vs manual lesions (manual masks only)"),
@@ -434,6 +450,17 @@ class ScanMorphometry:
     connectivity, threshold, angle_correction
         Conventions: 18-connectivity, binarisation ``value > threshold``, cos-theta
         correction from the cord's smoothed centerline.
+    nli_slice
+        The NLI slice given (S-I axis of the input orientation), else ``None``.
+    nli_ap_diameter_mm
+        Cord A-P diameter at the NLI slice in the interpolated midsagittal
+        slice, mm: SCT's tissue-bridge proxy of a scan without lesion
+        (dorsal = ventral = half of it). ``None`` without NLI slice or cord there.
+    vert_labels
+        ``"vertebrae"`` (labelled cord) or ``"discs"`` when vertebral labels were
+        given, else ``None``.
+    lesion_vert_levels
+        Vertebral levels with lesion, superior first (``None`` without labels).
     notes
         Anything the user should know (non-binary masks, empty cord, fallbacks).
     """
@@ -449,12 +476,18 @@ class ScanMorphometry:
     connectivity: int = 18
     threshold: float = 0.5
     angle_correction: bool = True
+    nli_slice: int | None = None
+    nli_ap_diameter_mm: float | None = None
+    vert_labels: str | None = None
+    lesion_vert_levels: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON)."""
         d = dataclasses.asdict(self)
         d["notes"] = list(self.notes)
+        if self.lesion_vert_levels is not None:
+            d["lesion_vert_levels"] = list(self.lesion_vert_levels)
         return d
 
 
@@ -487,6 +520,8 @@ def scan_row(s: Scan) -> dict[str, Any]:
         "entities": list(s.entities),
         "sidecar": list(s.sidecar),
         "participant": list(s.participant),
+        "vert_labels_path": s.vert_labels_path,
+        "disc_labels_path": s.disc_labels_path,
     }
 
 
@@ -496,9 +531,15 @@ def scans_to_table(scans: Sequence[Scan]) -> pa.Table:
 
 
 def scans_from_table(table: pa.Table) -> list[Scan]:
-    """Inverse of :func:`scans_to_table`."""
+    """Inverse of :func:`scans_to_table`.
+
+    A table written before ``vert_labels_path`` and ``disc_labels_path`` existed
+    reads with both ``None``.
+    """
+    added = ("vert_labels_path", "disc_labels_path")
+    names = [n for n in SCANS_SCHEMA.names if n in table.column_names or n not in added]
     out = []
-    for r in table.select(SCANS_SCHEMA.names).to_pylist():
+    for r in table.select(names).to_pylist():
         out.append(
             Scan(
                 scan_id=r["scan_id"],
@@ -523,6 +564,8 @@ def scans_from_table(table: pa.Table) -> list[Scan]:
                 entities=_pairs(r["entities"]),
                 sidecar=_pairs(r["sidecar"]),
                 participant=_pairs(r["participant"]),
+                vert_labels_path=r.get("vert_labels_path"),
+                disc_labels_path=r.get("disc_labels_path"),
             )
         )
     return out

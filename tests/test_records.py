@@ -51,6 +51,8 @@ PINNED_SCANS = [
     ("entities", "map<string, string>", False),
     ("sidecar", "map<string, string>", False),
     ("participant", "map<string, string>", False),
+    ("vert_labels_path", "string", True),
+    ("disc_labels_path", "string", True),
 ]
 
 PINNED_FAILURES = [
@@ -92,6 +94,8 @@ PINNED_LESIONS = [
     ("z_max_slice", "int32", False),
     ("mean_intensity", "double", True),
     ("std_intensity", "double", True),
+    ("vert_levels", "list<item: string>", True),
+    ("vert_level_centroid", "string", True),
 ]
 
 PINNED_LESION_SLICES = [

@@ -31,7 +31,12 @@ from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_s
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.errors import CohortSciSegError, format_error
 from cohort_sciseg.io import check_same_geometry, load_nifti, read_header
-from cohort_sciseg.morphometry import cord_plausibility, measure_lesions
+from cohort_sciseg.morphometry import (
+    cord_plausibility,
+    measure_lesions,
+    scan_nli_slice,
+    scan_vertebral_labels,
+)
 from cohort_sciseg.records import (
     BIOMARKERS_SCHEMA,
     FAILURES_SCHEMA,
@@ -469,7 +474,12 @@ def _measure(
     lesion = load_nifti(lesion_path, scan_id=scan.scan_id)
     check_same_geometry(info, cord, what="predicted cord mask", scan_id=scan.scan_id)
     check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
-    analysis = measure_lesions(cord.data, lesion.data, info.affine, scan_id=scan.scan_id)
+    nli, nli_note = scan_nli_slice(scan, info.affine, info.shape)
+    vert, discs, levels_note = scan_vertebral_labels(scan, info)
+    analysis = measure_lesions(
+        cord.data, lesion.data, info.affine, nli_slice=nli, vert_labels=vert, disc_labels=discs,
+        scan_id=scan.scan_id,
+    )
     s = analysis.summary
     suspect = cord_plausibility(cord.data, info.affine)
     if suspect:
@@ -490,8 +500,12 @@ def _measure(
         seconds_segment=seconds_segment,
         suspect=bool(suspect),
         suspect_reasons="; ".join(suspect) or None,
+        nli_slice=s.nli_slice,
+        nli_ap_diameter_mm=s.nli_ap_diameter_mm,
+        vert_labels=s.vert_labels,
+        lesion_vert_levels=None if s.lesion_vert_levels is None else list(s.lesion_vert_levels),
     )
-    notes = list(s.notes)
+    notes = [n for n in (nli_note, levels_note) if n] + list(s.notes)
     tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
     if scan.has_manual_masks:
         notes += _validate(scan, config, cord_path, lesion_path, tables, row)

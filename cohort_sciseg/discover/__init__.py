@@ -1,4 +1,4 @@
-"""BIDS datasets -> scan records: sites, entities, sidecars, participants and manual masks.
+"""BIDS datasets -> scan records: sites, entities, sidecars, participants, manual masks and vertebral labels.
 
 :func:`find_scans` searches one or many BIDS datasets for T2w images and returns
 a :class:`Discovery` (scans, problems, active filters, datasets).
@@ -10,7 +10,12 @@ table and a readable summary.
 from cohort_sciseg.discover.datasets import expand_dataset_folders
 from cohort_sciseg.discover.entities import encode_label, parse_name, scan_id, site_label
 from cohort_sciseg.discover.find import Dataset, Discovery, OnProblem, find_scans
-from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
+from cohort_sciseg.discover.masks import (
+    DEFAULT_CORD_SUFFIXES,
+    DEFAULT_DISC_SUFFIXES,
+    DEFAULT_LESION_SUFFIXES,
+    DEFAULT_VERTEBRAL_SUFFIXES,
+)
 from cohort_sciseg.discover.participants import Participants, read_participants
 from cohort_sciseg.discover.sidecars import SidecarFile, merge_sidecars, parse_field_strength
 from cohort_sciseg.discover.summary import (
@@ -23,7 +28,9 @@ from cohort_sciseg.discover.summary import (
 
 __all__ = [
     "DEFAULT_CORD_SUFFIXES",
+    "DEFAULT_DISC_SUFFIXES",
     "DEFAULT_LESION_SUFFIXES",
+    "DEFAULT_VERTEBRAL_SUFFIXES",
     "SUMMARY_COLUMNS",
     "Dataset",
     "Discovery",

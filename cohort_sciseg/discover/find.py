@@ -7,6 +7,8 @@ Layout searched, per dataset::
     <dataset>/[acq-<label>_]T2w.json                   sidecars (BIDS inheritance)
     <dataset>/sub-<label>/[ses-<label>/]anat/sub-<label>[_ses-<label>][_<key>-<label>...]_T2w.nii[.gz]
     <dataset>/derivatives/labels/sub-<label>/[ses-<label>/]anat/<image stem>_<mask suffix>.nii[.gz]
+                                                       (manual cord and lesion masks, vertebral
+                                                       labellings, disc labels)
 
 Sites
 -----
@@ -54,6 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cohort_sciseg.discover._options import check_options
 from cohort_sciseg.discover._problems import OnProblem, Problems, dataset_id, drop_duplicate_ids
 from cohort_sciseg.discover.datasets import (
     Dataset,
@@ -63,9 +66,14 @@ from cohort_sciseg.discover.datasets import (
     read_site_tables,
     usable_datasets,
 )
-from cohort_sciseg.discover.entities import acq_plane, encode_label
+from cohort_sciseg.discover.entities import acq_plane
 from cohort_sciseg.discover.filters import IdList, normalize_labels, read_id_list
-from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
+from cohort_sciseg.discover.masks import (
+    DEFAULT_CORD_SUFFIXES,
+    DEFAULT_DISC_SUFFIXES,
+    DEFAULT_LESION_SUFFIXES,
+    DEFAULT_VERTEBRAL_SUFFIXES,
+)
 from cohort_sciseg.discover.sidecars import SidecarCache, merge_sidecars, parse_field_strength
 from cohort_sciseg.discover.walk import Candidate, Walker, attach_masks
 from cohort_sciseg.errors import DiscoveryError, NiftiError, format_error
@@ -75,8 +83,6 @@ from cohort_sciseg.records import Failure, Scan
 __all__ = ["Dataset", "Discovery", "OnProblem", "find_scans"]
 
 logger = logging.getLogger(__name__)
-
-_ON_PROBLEM = ("record", "raise")
 
 #: Below this many scans, headers are read in the calling thread (a pool costs more than it saves).
 _POOL_FROM = 64
@@ -121,19 +127,6 @@ def _as_paths(bids_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     if isinstance(bids_dirs, (str, os.PathLike)):
         return [os.fspath(bids_dirs)]
     return [os.fspath(p) for p in bids_dirs]
-
-
-def _as_suffixes(value: str | Sequence[str], what: str) -> tuple[str, ...]:
-    items = (value,) if isinstance(value, str) else tuple(value)
-    for s in items:
-        if not isinstance(s, str) or not s or "/" in s or os.sep in s:
-            msg = format_error(
-                f"{what} contains {s!r}",
-                expected="non-empty file-name suffixes such as 'seg-manual'",
-                fix=f"pass {what} as a tuple of strings, e.g. ('seg-manual', 'label-SC_seg')",
-            )
-            raise ValueError(msg)
-    return items
 
 
 def _read_one(c: Candidate) -> NiftiInfo | Exception:
@@ -202,54 +195,6 @@ def _to_json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _check_options(
-    on_problem: str,
-    image_suffix: str,
-    max_workers: int | None,
-    cord_suffixes: str | Sequence[str],
-    lesion_suffixes: str | Sequence[str],
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Validate the options of :func:`find_scans`; return the cord and lesion suffixes."""
-    if on_problem not in _ON_PROBLEM:
-        msg = format_error(
-            f"on_problem={on_problem!r} is not a valid policy",
-            expected=f"one of {_ON_PROBLEM!r}",
-            fix="use 'record' to collect problems and go on, or 'raise' to stop at the first",
-        )
-        raise ValueError(msg)
-    if (
-        not isinstance(image_suffix, str)
-        or not image_suffix
-        or encode_label(image_suffix) != image_suffix
-    ):
-        msg = format_error(
-            f"image_suffix={image_suffix!r} is not a BIDS suffix",
-            expected="letters and digits only, e.g. 'T2w'",
-            fix="pass image_suffix='T2w'",
-        )
-        raise ValueError(msg)
-    if max_workers is not None and (
-        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-    ):
-        msg = format_error(
-            f"max_workers={max_workers!r} is not valid",
-            expected="None (automatic) or an integer >= 1",
-            fix="pass max_workers=None, 1 (serial) or e.g. 8",
-        )
-        raise ValueError(msg)
-    cords = _as_suffixes(cord_suffixes, "cord_suffixes")
-    lesions = _as_suffixes(lesion_suffixes, "lesion_suffixes")
-    shared = sorted(set(cords) & set(lesions))
-    if shared:
-        msg = format_error(
-            f"suffixes {shared!r} are both cord and lesion suffixes",
-            expected="disjoint cord_suffixes and lesion_suffixes",
-            fix="remove them from one of the two lists",
-        )
-        raise ValueError(msg)
-    return cords, lesions
-
-
 def find_scans(
     bids_dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
@@ -259,6 +204,8 @@ def find_scans(
     exclude: str | os.PathLike[str] | Iterable[str] | None = None,
     cord_suffixes: str | Sequence[str] = DEFAULT_CORD_SUFFIXES,
     lesion_suffixes: str | Sequence[str] = DEFAULT_LESION_SUFFIXES,
+    vertebral_suffixes: str | Sequence[str] = DEFAULT_VERTEBRAL_SUFFIXES,
+    disc_suffixes: str | Sequence[str] = DEFAULT_DISC_SUFFIXES,
     image_suffix: str = "T2w",
     on_problem: OnProblem = "record",
     max_workers: int | None = None,
@@ -282,7 +229,18 @@ def find_scans(
         without extension (``sub-01_acq-sag_T2w``, at every site). Exclusion wins.
     cord_suffixes, lesion_suffixes
         Mask suffixes in ``derivatives/labels``, in order of preference: the first
-        suffix with a file wins. The two lists must not share a suffix.
+        suffix with a file wins. A suffix is exact (``"seg-manual"``) or an
+        :mod:`fnmatch` pattern (``"label-disc*"``) for the part of the name after
+        ``<image stem>_`` (see :mod:`cohort_sciseg.discover.masks`). No two of the
+        four suffix lists may share a suffix.
+    vertebral_suffixes, disc_suffixes
+        The same for vertebral labellings (``Scan.vert_labels_path``: a cord mask
+        whose voxels hold vertebral level numbers, ``sct_label_vertebrae``'s
+        ``_seg_labeled``; default ``("*seg*_labeled",)``) and disc labels
+        (``Scan.disc_labels_path``: single voxels holding disc numbers; default
+        ``("label-disc*", "labels-disc*", "*_labeled_disc*")``). ``()`` looks for
+        none. A file name that an exact suffix fits is of that suffix's kind; else
+        the first of cord, lesion, vertebral and disc patterns that fits decides.
     image_suffix
         BIDS suffix of the images (``"T2w"``).
     on_problem
@@ -292,8 +250,8 @@ def find_scans(
         else: a corrupt image; a sidecar, ``dataset_description.json`` or
         ``participants.tsv`` that is broken, not UTF-8, nested too deeply or too
         large; a symlink loop, a broken link or a FIFO, socket or folder where a
-        file is expected (never opened, so never a hang); a mask without an
-        image; a symlink leaving the dataset; a name that is not UTF-8; images
+        file is expected (never opened, so never a hang); a mask or vertebral
+        or disc labelling without an image; a symlink leaving the dataset; a name that is not UTF-8; images
         that give the same scan id (a ``.nii`` beside a ``.nii.gz``: all of them
         are dropped, since nothing says which is right); and, among several
         datasets, a folder that is missing or has no ``dataset_description.json``
@@ -334,8 +292,14 @@ def find_scans(
     ``cor*``), else from the geometry (:func:`cohort_sciseg.io.acquisition_plane`).
     Mask geometry is not checked here.
     """
-    cords, lesions = _check_options(
-        on_problem, image_suffix, max_workers, cord_suffixes, lesion_suffixes
+    suffixes = check_options(
+        on_problem,
+        image_suffix,
+        max_workers,
+        cord_suffixes,
+        lesion_suffixes,
+        vertebral_suffixes,
+        disc_suffixes,
     )
     subjects = normalize_labels(participant_labels, "sub-")
     session_set = normalize_labels(sessions, "ses-")
@@ -362,8 +326,10 @@ def find_scans(
         "exclude": None if exc is None else list(exc.ids),
         "exclude_file": None if exc is None else exc.source,
         "image_suffix": image_suffix,
-        "cord_suffixes": list(cords),
-        "lesion_suffixes": list(lesions),
+        "cord_suffixes": list(suffixes.cords),
+        "lesion_suffixes": list(suffixes.lesions),
+        "vertebral_suffixes": list(suffixes.verts),
+        "disc_suffixes": list(suffixes.discs),
     }
 
     def subject_ok(label: str) -> bool:
@@ -400,7 +366,16 @@ def find_scans(
         )
         walker.walk()
         attach_masks(
-            ds, walker.found, cords, lesions, image_suffix, subject_ok, session_ok, problems
+            ds,
+            walker.found,
+            suffixes.cords,
+            suffixes.lesions,
+            image_suffix,
+            subject_ok,
+            session_ok,
+            problems,
+            verts=suffixes.verts,
+            discs=suffixes.discs,
         )
         candidates.extend(walker.found)
     candidates = drop_duplicate_ids(candidates, problems)
@@ -516,6 +491,8 @@ def _build_scan(
         image_path=c.path,
         cord_mask_path=None if c.cord is None else c.cord[1],
         lesion_mask_path=None if c.lesion is None else c.lesion[1],
+        vert_labels_path=None if c.vert is None else c.vert[1],
+        disc_labels_path=None if c.disc is None else c.disc[1],
         sidecar_path=merged.path,
         orientation=info.orientation,
         acquisition_plane=plane,

@@ -6,8 +6,18 @@ name up to ``_<suffix>``, in the mirrored folder::
     sub-01/ses-01/anat/sub-01_ses-01_acq-sag_T2w.nii.gz
     derivatives/labels/sub-01/ses-01/anat/sub-01_ses-01_acq-sag_T2w_seg-manual.nii.gz
 
-This is the layout of the spine-generic and SCIseg datasets. The geometry of a
-mask is not checked here (see :func:`cohort_sciseg.io.check_same_geometry`).
+This is the layout of the spine-generic and SCIseg datasets. Vertebral
+labellings are found the same way: ``sct_label_vertebrae``'s labelled cord
+(``<image stem>_seg_labeled.nii.gz``, every cord voxel holding its level number)
+and disc labels (``<image stem>_label-disc*.nii.gz``, single voxels holding the
+disc number). The geometry of a mask is not checked here (see
+:func:`cohort_sciseg.io.check_same_geometry`).
+
+A suffix is either exact (``"seg-manual"``: the file name without extension
+ends with ``_seg-manual``) or an :mod:`fnmatch` pattern (``"label-disc*"``:
+holds ``*``, ``?`` or ``[``), which must match the whole part of the name after
+``<image stem>_``, the image stem ending with ``_<image suffix>``. Patterns are
+case-sensitive on every platform.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from cohort_sciseg.discover._fs import entry_kind, inside, kind_of, list_dir, unusable
 from cohort_sciseg.discover.entities import split_extension
@@ -22,9 +33,12 @@ from cohort_sciseg.errors import DiscoveryError, format_error
 
 __all__ = [
     "DEFAULT_CORD_SUFFIXES",
+    "DEFAULT_DISC_SUFFIXES",
     "DEFAULT_LESION_SUFFIXES",
+    "DEFAULT_VERTEBRAL_SUFFIXES",
     "MaskFile",
     "find_masks",
+    "is_pattern",
     "mask_image_stem",
 ]
 
@@ -32,6 +46,14 @@ __all__ = [
 DEFAULT_CORD_SUFFIXES: tuple[str, ...] = ("seg-manual", "label-SC_seg")
 #: Manual lesion mask suffixes of SCIseg's datasets.
 DEFAULT_LESION_SUFFIXES: tuple[str, ...] = ("lesion-manual",)
+#: Labelled cords of ``sct_label_vertebrae`` (``seg_labeled``, ``seg-manual_labeled``,
+#: ``label-SC_seg_labeled``); never a cord mask, a lesion mask or disc labels.
+DEFAULT_VERTEBRAL_SUFFIXES: tuple[str, ...] = ("*seg*_labeled",)
+#: Disc labels: BIDS derivatives (``label-disc``, ``label-discs_dlabel``,
+#: ``labels-disc-manual``) and ``sct_label_vertebrae``'s ``seg_labeled_discs``.
+DEFAULT_DISC_SUFFIXES: tuple[str, ...] = ("label-disc*", "labels-disc*", "*_labeled_disc*")
+
+_GLOB = frozenset("*?[")
 
 LABELS_DIR = ("derivatives", "labels")
 
@@ -50,13 +72,39 @@ class MaskFile:
     image_stem
         The image name without extension that the mask belongs to.
     suffix
-        The mask suffix that matched (``"seg-manual"``).
+        The mask suffix or pattern that fits (``"seg-manual"``, ``"label-disc*"``;
+        see :func:`mask_image_stem`).
     """
 
     path: str
     folder: str
     image_stem: str
     suffix: str
+
+
+def is_pattern(suffix: str) -> bool:
+    """Whether ``suffix`` is an :mod:`fnmatch` pattern (holds ``*``, ``?`` or ``[``)."""
+    return not _GLOB.isdisjoint(suffix)
+
+
+def _image_stem(stem: str, suffix: str, tail: str) -> str | None:
+    """The image stem of mask stem ``stem`` for one ``suffix``; ``tail`` is ``_<image suffix>``."""
+    if not is_pattern(suffix):
+        if stem.endswith("_" + suffix):
+            image_stem = stem[: -len(suffix) - 1]
+            if image_stem.endswith(tail) and len(image_stem) > len(tail):
+                return image_stem
+        return None
+    # A BIDS image stem holds "_<image suffix>" only at its end (entities are key-label),
+    # so the first "_<image suffix>_" ends it.
+    cut = tail + "_"
+    i = stem.find(cut, 1)
+    while i > 0:
+        rest = stem[i + len(cut) :]
+        if rest and fnmatchcase(rest, suffix):
+            return stem[: i + len(tail)]
+        i = stem.find(cut, i + 1)
+    return None
 
 
 def mask_image_stem(
@@ -67,18 +115,22 @@ def mask_image_stem(
     ``"sub-01_T2w_seg-manual.nii.gz"`` with suffix ``"seg-manual"`` and image suffix
     ``"T2w"`` gives ``("sub-01_T2w", "seg-manual")``. The image stem must end with
     ``_<image_suffix>``, so a short suffix such as ``"seg"`` does not swallow
-    ``"..._T2w_label-SC_seg"``.
+    ``"..._T2w_label-SC_seg"``. Exact suffixes are tried first, in order, then
+    patterns, in order: ``"sub-01_T2w_seg-manual.nii.gz"`` is a ``"seg-manual"``
+    mask even when a pattern such as ``"*seg*"`` comes earlier, and with
+    ``"label-disc*"`` ``"sub-01_T2w_label-discs_dlabel.nii"`` gives
+    ``("sub-01_T2w", "label-disc*")``.
     """
     split = split_extension(name)
     if split is None:
         return None
     stem = split[0]
     tail = "_" + image_suffix
-    for suffix in suffixes:
-        if stem.endswith("_" + suffix):
-            image_stem = stem[: -len(suffix) - 1]
-            if image_stem.endswith(tail) and len(image_stem) > len(tail):
-                return image_stem, suffix
+    ordered = [s for s in suffixes if not is_pattern(s)] + [s for s in suffixes if is_pattern(s)]
+    for suffix in ordered:
+        image_stem = _image_stem(stem, suffix, tail)
+        if image_stem is not None:
+            return image_stem, suffix
     return None
 
 
@@ -89,6 +141,7 @@ def find_masks(
     image_suffix: str,
     subject_ok: Callable[[str], bool],
     session_ok: Callable[[str | None], bool],
+    what: Callable[[str], str] = lambda suffix: "manual mask",
 ) -> tuple[list[MaskFile], list[DiscoveryError]]:
     """Masks under ``<root>/derivatives/labels/sub-*/[ses-*/]anat``.
 
@@ -97,13 +150,15 @@ def find_masks(
     root_real
         The dataset root, resolved.
     suffixes
-        Mask suffixes to look for, in order of preference.
+        Mask suffixes or :mod:`fnmatch` patterns to look for (see :func:`mask_image_stem`).
     image_suffix
         Suffix of the images the masks belong to (``"T2w"``).
     subject_ok, session_ok
         Filters on subject and session labels (``None`` = no session folder),
         the same as for the images, so masks of filtered-out scans are not
         reported as masks without an image.
+    what
+        Name of the file kind of a suffix, for messages (``"manual mask"``).
 
     Returns
     -------
@@ -166,7 +221,11 @@ def find_masks(
             elif kind.kind != "dir":
                 problems.append(
                     unusable(
-                        e.path, kind, what="manual mask", expected="a NIfTI file", then="; not used"
+                        e.path,
+                        kind,
+                        what=what(found[1]),
+                        expected="a NIfTI file",
+                        then="; not used",
                     )
                 )
 

@@ -159,6 +159,10 @@ def format_summary(discovery: Discovery) -> str:
     lines.append(
         f"Manual masks: cord {sum(cord.values())}/{n}, lesion {sum(lesion.values())}/{n}, both {both}/{n}"
     )
+    verts = sum(s.vert_labels_path is not None for s in scans)
+    discs = sum(s.disc_labels_path is not None for s in scans)
+    if verts or discs:
+        lines.append(f"Vertebral labels: labelled cord {verts}/{n}, disc labels {discs}/{n}")
     active = {
         k: v
         for k, v in discovery.filters.items()

@@ -1,4 +1,4 @@
-"""Walk one dataset: the T2w images (:class:`Walker`) and their manual masks (:func:`attach_masks`).
+"""Walk one dataset: the T2w images (:class:`Walker`), their manual masks and vertebral labellings (:func:`attach_masks`).
 
 Layout, sidecar levels and site rules are described in
 :mod:`cohort_sciseg.discover.find`. A subject, session or ``anat`` folder
@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from cohort_sciseg.discover._fs import entry_kind, list_dir, unusable
 from cohort_sciseg.discover._problems import Problems, dataset_id
 from cohort_sciseg.discover.datasets import MISSING_VALUES, Dataset
-from cohort_sciseg.discover.entities import Entities, parse_name, scan_id, site_label
-from cohort_sciseg.discover.masks import find_masks
+from cohort_sciseg.discover.entities import (
+    Entities,
+    parse_name,
+    scan_id,
+    site_label,
+    split_extension,
+)
+from cohort_sciseg.discover.masks import find_masks, is_pattern, mask_image_stem
 from cohort_sciseg.discover.participants import Participants
 from cohort_sciseg.discover.sidecars import (
     LEVEL_DATASET,
@@ -33,7 +39,11 @@ __all__ = ["Candidate", "Walker", "attach_masks"]
 
 @dataclass(slots=True)
 class Candidate:
-    """An image found on disk, before its header is read."""
+    """An image found on disk, before its header is read.
+
+    ``cord``, ``lesion``, ``vert`` and ``disc`` are the preferred manual masks,
+    vertebral labelling and disc labels as ``(suffix rank, path)``.
+    """
 
     dataset: Dataset
     sub: str
@@ -48,6 +58,8 @@ class Candidate:
     participant: tuple[tuple[str, str], ...]
     cord: tuple[int, str] | None = None
     lesion: tuple[int, str] | None = None
+    vert: tuple[int, str] | None = None
+    disc: tuple[int, str] | None = None
 
 
 class Walker:
@@ -236,41 +248,88 @@ def attach_masks(
     subject_ok: Callable[[str], bool],
     session_ok: Callable[[str | None], bool],
     problems: Problems,
+    *,
+    verts: tuple[str, ...] = (),
+    discs: tuple[str, ...] = (),
 ) -> None:
-    """Set ``cord`` and ``lesion`` of each of ``found`` to its preferred mask in ``derivatives/labels``.
+    """Set ``cord``, ``lesion``, ``vert`` and ``disc`` of each of ``found`` to its preferred file in ``derivatives/labels``.
 
-    The first suffix of ``cords`` (``lesions``) with a file wins; a mask without
-    an image, or one that cannot be used (see
-    :func:`~cohort_sciseg.discover.masks.find_masks`), is a problem.
+    Within each list of suffixes (``cords``, ``lesions``, ``verts``, ``discs``;
+    disjoint) the first suffix that fits a file wins, then the smaller path. A
+    file name that an exact suffix fits is of that suffix's kind (see
+    :func:`~cohort_sciseg.discover.masks.mask_image_stem`); one that only
+    patterns of two kinds fit is a problem and not used, as is a file without an
+    image or one that cannot be used (see
+    :func:`~cohort_sciseg.discover.masks.find_masks`).
     """
+    kinds = (
+        ("cord", cords, "manual mask", "cord"),
+        ("lesion", lesions, "manual mask", "lesion"),
+        ("vert", verts, "vertebral labelling", "vertebral"),
+        ("disc", discs, "disc labelling", "disc"),
+    )
+    owner = {s: (attr, what, label) for attr, group, what, label in kinds for s in group}
+    groups = {attr: group for attr, group, _, _ in kinds}
+    suffixes = cords + lesions + verts + discs
     masks, errs = find_masks(
         ds.root,
-        suffixes=cords + lesions,
+        suffixes=suffixes,
         image_suffix=image_suffix,
         subject_ok=subject_ok,
         session_ok=session_ok,
+        what=lambda suffix: owner[suffix][1],
     )
     for err in errs:
         problems.add(err, scan_id=dataset_id(ds.root), site=ds.site)
+
+    def report(msg: str, path: str) -> None:
+        problems.add(DiscoveryError(msg, path=path), scan_id=dataset_id(ds.root), site=ds.site)
+
     index = {(c.folder, c.stem): c for c in found}
-    rank = {s: i for i, s in enumerate(cords)} | {s: i for i, s in enumerate(lesions)}
     for m in masks:
+        name = os.path.basename(m.path)
+        attr, what, _ = owner[m.suffix]
+        # the suffixes that fit: of every kind, or of its kind when an exact suffix decides
+        fitting = [
+            s
+            for s in (suffixes if is_pattern(m.suffix) else groups[attr])
+            if mask_image_stem(name, (s,), image_suffix) == (m.image_stem, s)
+        ]
+        others = {owner[s][0]: s for s in fitting if owner[s][0] != attr}
+        if others:
+            shown = " and ".join(
+                f"{owner[s][2]} suffix {s!r}" for s in [m.suffix, *others.values()]
+            )
+            split = split_extension(name)
+            tail = (split[0] if split else name)[len(m.image_stem) + 1 :]
+            report(
+                format_error(
+                    f"file name fits the {shown}; not used",
+                    path=m.path,
+                    expected="suffix patterns that fit one kind of file only",
+                    fix=f"add its exact suffix {tail!r} to the list of its kind (an exact suffix "
+                    "decides), or narrow the patterns",
+                ),
+                m.path,
+            )
+            continue
         c = index.get((m.folder, m.image_stem))
         if c is None:
             expected = os.path.join(ds.root, *m.folder.split("/"), m.image_stem + ".nii.gz")
-            msg = format_error(
-                f"manual mask ({m.suffix!r}) has no matching image; expected the image {expected!r}",
-                path=m.path,
-                expected=f"derivatives/labels/<image folder>/<image name without extension>_{m.suffix}.nii.gz",
-                fix="add the missing image, rename the mask after its image, or remove the mask",
-            )
-            problems.add(
-                DiscoveryError(msg, path=m.path), scan_id=dataset_id(ds.root), site=ds.site
+            report(
+                format_error(
+                    f"{what} ({m.suffix!r}) has no matching image; expected the image {expected!r}",
+                    path=m.path,
+                    expected=f"derivatives/labels/<image folder>/<image name without extension>_{m.suffix}.nii.gz",
+                    fix=f"add the missing image, rename the {what} after its image, or remove it",
+                ),
+                m.path,
             )
             continue
-        choice = (rank[m.suffix], m.path)
-        if m.suffix in cords:
-            if c.cord is None or choice < c.cord:
-                c.cord = choice
-        elif c.lesion is None or choice < c.lesion:
-            c.lesion = choice
+        # the first suffix of its kind that fits (a pattern may come before an exact suffix)
+        group = groups[attr]
+        rank = min(group.index(s) for s in fitting if s in group)
+        choice = (rank, m.path)
+        current = getattr(c, attr)
+        if current is None or choice < current:
+            setattr(c, attr, choice)

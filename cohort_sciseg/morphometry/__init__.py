@@ -8,7 +8,12 @@ geometry checks, and :func:`write_lesion_analysis` writes the tables.
 """
 
 from cohort_sciseg.morphometry.centerline import CenterlineAngles, centerline_angles
-from cohort_sciseg.morphometry.files import analyze_lesion_files, write_lesion_analysis
+from cohort_sciseg.morphometry.files import (
+    analyze_lesion_files,
+    scan_nli_slice,
+    scan_vertebral_labels,
+    write_lesion_analysis,
+)
 from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions
 from cohort_sciseg.morphometry.plausibility import cord_plausibility
 
@@ -19,5 +24,7 @@ __all__ = [
     "centerline_angles",
     "cord_plausibility",
     "measure_lesions",
+    "scan_nli_slice",
+    "scan_vertebral_labels",
     "write_lesion_analysis",
 ]

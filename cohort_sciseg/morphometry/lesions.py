@@ -19,27 +19,26 @@ with ``px, py, pz`` the RPI voxel sizes in mm; see REFERENCE.md §2 and SCT's
 ``max_axial_damage_ratio``
     Max over the lesion's axial slices of lesion area / cord area, no angle
     correction (Smith et al., Spinal Cord 2021) (unitless, higher is worse).
-``length_midsagittal_mm``, ``width_midsagittal_mm``
-    Length and width in the interpolated midsagittal slice (mm; 0 when the
-    lesion is absent from it, as SCT).
-``dorsal/ventral/total_bridge_width_mm``
-    Tissue bridges (Huber et al., Ann Neurol 2017; Pfyffer et al., Neurology
-    2019) in the interpolated midsagittal slice: minimum over the lesion's
-    axial slices of the spared cord dorsal (posterior) and ventral (anterior)
-    to the lesion, ``* py * cos(thetaSag(z))`` (mm; higher is better).
-``dorsal/ventral_bridge_ratio_pct``
-    ``100 * dorsal / total`` and ``100 * ventral / total`` (%).
+``length_midsagittal_mm``, ``width_midsagittal_mm``, ``dorsal/ventral/total_bridge_width_mm``,
+``dorsal/ventral_bridge_ratio_pct``, ``bridge_fallback``
+    Measures in the interpolated midsagittal slice and tissue bridges (Huber et
+    al., Ann Neurol 2017; Pfyffer et al., Neurology 2019), as SCT master
+    computes them, including the interpolation that falls back to the one
+    available slice (PR #5202) and the NLI slice: see
+    :mod:`cohort_sciseg.morphometry.bridges` (mm; bridges: higher is better).
+``vert_levels``, ``vert_level_centroid``
+    Vertebral levels of the lesion's axial slices and of its centroid slice,
+    when a vertebral labelling is given (SCT 7.2 ``vert_level``): see
+    :mod:`cohort_sciseg.morphometry.levels`.
 
 Conventions that differ from SCT, on purpose:
 - a lesion fully outside the cord is reported (``fully_outside_cord``, volume 0,
   damage ratio 0, its geometry measured on the component itself, bridges NaN)
   instead of crashing;
-- a lesion absent from the two midsagittal slices gets SCT's fallback bridges
-  (total = minimum interpolated cord A-P extent over the lesion's slices, split
-  50/50; ``bridge_fallback``) instead of NaN;
 - an empty lesion mask gives zeros, never NaN, and tables with zero rows;
 - soft masks are binarised (``value > threshold``, default 0.5);
-- the midsagittal search window is clipped to the image (SCT issue #5300).
+- the midsagittal search window is clipped to the image (SCT issue #5300);
+- bridge ratios are NaN, not 0 %, when the total bridge is 0 (bridges.py).
 """
 
 from __future__ import annotations
@@ -54,7 +53,25 @@ from scipy import ndimage
 
 from cohort_sciseg.errors import MorphometryError, format_error
 from cohort_sciseg.io import RPI, binarize, inspect_mask, orientation_code, reorient, voxel_sizes
+from cohort_sciseg.morphometry.bridges import (
+    Interpolation,
+    ap_diameter,
+    first_last,
+    line_bridges,
+    midsagittal_bridges,
+    midsagittal_extent,
+    midsagittal_from_lesion,
+    midsagittal_from_slice,
+    nli_rpi_slice,
+    sagittal_bridges,
+)
 from cohort_sciseg.morphometry.centerline import DEFAULT_SMOOTH, CenterlineAngles, centerline_angles
+from cohort_sciseg.morphometry.levels import (
+    lesion_levels,
+    level_name,
+    slice_levels_from_discs,
+    slice_levels_from_labeled_cord,
+)
 from cohort_sciseg.records import LESION_SLICES_SCHEMA, LESIONS_SCHEMA, ScanMorphometry
 
 __all__ = ["LesionAnalysis", "measure_lesions"]
@@ -130,6 +147,17 @@ def _as_3d(name: str, arr: Any, scan_id: str | None) -> np.ndarray:
     return a
 
 
+def _check_same_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], scan_id: str | None) -> None:
+    if arr.shape != shape:
+        msg = format_error(
+            f"{name} shape {arr.shape} differs from the cord mask shape {shape}",
+            scan_id=scan_id,
+            expected="all inputs on the same voxel grid",
+            fix=f"resample the {name} onto the cord mask's grid, or pass the matching files",
+        )
+        raise MorphometryError(msg, scan_id=scan_id)
+
+
 def _check_inputs(
     cord: Any, lesion: Any, affine: Any, image: Any, scan_id: str | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -137,14 +165,8 @@ def _check_inputs(
     les = _as_3d("lesion mask", lesion, scan_id)
     img = None if image is None else _as_3d("image", image, scan_id)
     for name, arr in (("lesion mask", les), ("image", img)):
-        if arr is not None and arr.shape != c.shape:
-            msg = format_error(
-                f"{name} shape {arr.shape} differs from the cord mask shape {c.shape}",
-                scan_id=scan_id,
-                expected="all inputs on the same voxel grid",
-                fix=f"resample the {name} onto the cord mask's grid, or pass the matching files",
-            )
-            raise MorphometryError(msg, scan_id=scan_id)
+        if arr is not None:
+            _check_same_shape(name, arr, c.shape, scan_id)
     aff = np.asarray(affine, dtype=np.float64)
     if aff.shape != (4, 4) or not np.all(np.isfinite(aff)) or abs(np.linalg.det(aff[:3, :3])) < 1e-12:
         msg = format_error(
@@ -195,15 +217,6 @@ def _span(has: np.ndarray) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
-def _first_last(mask: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index of the first and last True along ``axis``, and whether any is True."""
-    n = mask.shape[axis]
-    has = np.asarray(mask.any(axis=axis))
-    first = np.argmax(mask, axis=axis)
-    last = n - 1 - np.argmax(np.flip(mask, axis=axis), axis=axis)
-    return first, last, has
-
-
 class _Scan:
     """RPI arrays and per-scan quantities shared by all lesions."""
 
@@ -215,54 +228,22 @@ class _Scan:
         self.cos_sag = np.cos(angles.theta_sagittal)
         self.cord_per_z = cord.sum(axis=(0, 1))
 
-    def cord_column_extent(self, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """First/last cord y and presence on the A-P lines ``cord[x, :, z]``."""
-        cols = self.cord[x, :, z]  # (m, ny)
-        return _first_last(cols, axis=1)
 
-    def midsagittal(self, lesion: _Lesion) -> float:
-        """x*: mean cord x centre of mass on axial slices z_c-2..z_c+2 of ``lesion``."""
-        m = lesion.measured
-        zc = round(float(np.nonzero(m)[2].mean()) + lesion.offset[2])  # Python round, as SCT
-        nz = self.cord.shape[2]
-        xs = []
-        for z in range(max(zc - 2, 0), min(zc + 3, nz)):
-            sl = self.cord[:, :, z]
-            n = self.cord_per_z[z]
-            if n:
-                xs.append(float((np.arange(sl.shape[0]) @ sl.sum(axis=1)) / n))
-        return float(np.mean(xs)) if xs else math.nan
-
-
-def _interp(f: float, a: np.ndarray | float, b: np.ndarray | float) -> Any:
-    return (1.0 - f) * a + f * b
-
-
-def _measure_one(
-    scan: _Scan,
-    les: _Lesion,
-    x_star: float,
-    image: np.ndarray | None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _basic_measures(scan: _Scan, les: _Lesion, image: np.ndarray | None) -> dict[str, Any]:
+    """Volume, length, width, diameter, damage ratio, centroid and intensity of one lesion."""
     px, py, pz = scan.px, scan.py, scan.pz
     m = les.measured
     ox, oy, oz = les.offset
     xi, yi, zi = np.nonzero(m)
-    z_abs = zi + oz
-    z_slices = np.unique(z_abs)
+    z_slices = np.unique(zi + oz)
 
-    # Length, width, equivalent diameter, damage ratio.
     length = float(np.sum(pz / scan.cos3d[z_slices]))
-    y_first, y_last, y_has = _first_last(np.asarray(m.any(axis=0)), axis=0)  # over (y, z) of the box
+    y_first, y_last, y_has = first_last(np.asarray(m.any(axis=0)), axis=0)  # over (y, z) of the box
     zb = np.flatnonzero(y_has)
     width = float(np.max((y_last[zb] - y_first[zb] + 1) * py * scan.cos_sag[zb + oz]))
     area_z = m.sum(axis=(0, 1))[zb] * px * py
     diameter = 2.0 * math.sqrt(float(np.max(area_z * scan.cos3d[zb + oz])) / math.pi)
-    if les.n_inside:
-        cord_z = scan.cord_per_z[zb + oz]
-        ratio = float(np.max(m.sum(axis=(0, 1))[zb] / cord_z))
-    else:
-        ratio = 0.0
+    ratio = float(np.max(m.sum(axis=(0, 1))[zb] / scan.cord_per_z[zb + oz])) if les.n_inside else 0.0
 
     centroid = scan.affine @ np.array([xi.mean() + ox, yi.mean() + oy, zi.mean() + oz, 1.0])
     row: dict[str, Any] = {
@@ -281,6 +262,8 @@ def _measure_one(
         "mean_intensity": None,
         "std_intensity": None,
         "bridge_fallback": False,
+        "_z_slices": z_slices,
+        "_z_centroid": float(zi.mean() + oz),
     }
     if image is not None:
         vals = image[xi + ox, yi + oy, zi + oz].astype(np.float64)  # float32 sums drift
@@ -288,90 +271,70 @@ def _measure_one(
         if vals.size:
             row["mean_intensity"] = float(np.mean(vals))
             row["std_intensity"] = float(np.std(vals))
+    return row
 
-    slice_rows: list[dict[str, Any]] = []
+
+def _midsagittal_measures(
+    scan: _Scan, les: _Lesion, interp: Interpolation | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Midsagittal length/width, interpolated bridges and per-sagittal-slice bridges (bridges.py)."""
     nan = math.nan
-    row.update(
-        length_midsagittal_mm=nan, width_midsagittal_mm=nan, dorsal_bridge_width_mm=nan,
-        ventral_bridge_width_mm=nan, total_bridge_width_mm=nan, dorsal_bridge_ratio_pct=nan,
-        ventral_bridge_ratio_pct=nan,
-    )
-    if math.isnan(x_star) or not les.n_inside:
-        return row, slice_rows
-
-    s1, s2 = math.floor(x_star), math.ceil(x_star)
-    f = x_star - s1
-
-    def sagittal(x: int) -> np.ndarray:
-        if ox <= x < ox + m.shape[0]:
-            return m[x - ox].astype(np.float64)
-        return np.zeros(m.shape[1:], dtype=np.float64)
-
-    # Length and width in the interpolated midsagittal slice (weighted by the interpolation).
-    interp = _interp(f, sagittal(s1), sagittal(s2))  # (y, z) of the box
-    pos = interp > 0
-    cols = np.flatnonzero(pos.any(axis=0))
-    if cols.size:
-        sums = np.where(pos, interp, 0.0).sum(axis=0)[cols]
-        means = sums / pos.sum(axis=0)[cols]
-        row["length_midsagittal_mm"] = float(np.sum(means * pz / scan.cos_sag[cols + oz]))
-        row["width_midsagittal_mm"] = float(np.max(sums * py * scan.cos_sag[cols + oz]))
-    else:
-        row["length_midsagittal_mm"] = 0.0
-        row["width_midsagittal_mm"] = 0.0
-
-    # Tissue bridges on every (sagittal, axial) line of the lesion.
-    l_first, l_last, l_has = _first_last(m, axis=1)  # (x, z) of the box
-    bx, bz = np.nonzero(l_has)
-    xs, zs_all = bx + ox, bz + oz
-    c_first, c_last, _ = scan.cord_column_extent(xs, zs_all)
-    dorsal = np.maximum(l_first[bx, bz] + oy - c_first, 0)
-    ventral = np.maximum(c_last - (l_last[bx, bz] + oy), 0)
-    scale = py * scan.cos_sag[zs_all]
-    for x in np.unique(xs):
-        sel = x == xs
-        d, v = float(np.min(dorsal[sel] * scale[sel])), float(np.min(ventral[sel] * scale[sel]))
-        slice_rows.append(
-            {"sagittal_slice": int(x), "dorsal_bridge_width_mm": d, "ventral_bridge_width_mm": v,
-             "total_bridge_width_mm": d + v}
-        )
-
-    in_mid = np.asarray(xs == s1) | np.asarray(xs == s2)
-    if in_mid.any():
-        d_min = v_min = math.inf
-        for z in np.unique(zs_all[in_mid]):
-            at = zs_all == z
-            d1 = dorsal[at & (s1 == xs)]
-            d2 = dorsal[at & (s2 == xs)]
-            v1 = ventral[at & (s1 == xs)]
-            v2 = ventral[at & (s2 == xs)]
-            sc = py * scan.cos_sag[z]
-            d_min = min(d_min, _interp(f, d1[0] if d1.size else 0, d2[0] if d2.size else 0) * sc)
-            v_min = min(v_min, _interp(f, v1[0] if v1.size else 0, v2[0] if v2.size else 0) * sc)
-        d_w, v_w = float(d_min), float(v_min)
-    else:
-        # SCT's fallback: the cord's interpolated A-P extent, split 50/50.
-        row["bridge_fallback"] = True
-        zs = np.unique(zs_all)
-        ext = []
-        for x in (s1, s2):
-            if 0 <= x < scan.cord.shape[0]:
-                first, last, has = scan.cord_column_extent(np.full(zs.size, x), zs)
-                ext.append(np.where(has, last - first + 1, 0))
-            else:
-                ext.append(np.zeros(zs.size))
-        total = _interp(f, ext[0], ext[1]) * py * scan.cos_sag[zs]
-        total = total[total > 0]
-        if not total.size:
-            return row, slice_rows
-        d_w = v_w = float(np.min(total)) / 2.0
+    row: dict[str, Any] = {
+        "length_midsagittal_mm": nan, "width_midsagittal_mm": nan, "dorsal_bridge_width_mm": nan,
+        "ventral_bridge_width_mm": nan, "total_bridge_width_mm": nan,
+        "dorsal_bridge_ratio_pct": nan, "ventral_bridge_ratio_pct": nan,
+    }
+    if interp is None or math.isnan(interp.x_star) or not les.n_inside:
+        return row, []
+    m = les.measured
+    length, width = midsagittal_extent(m, les.offset, interp, scan.py, scan.pz, scan.cos_sag)
+    lines = line_bridges(scan.cord, m, les.offset)
+    slice_rows = sagittal_bridges(lines, scan.py, scan.cos_sag)
+    d_w, v_w, fallback = midsagittal_bridges(lines, scan.cord, interp, scan.py, scan.cos_sag)
     tot = d_w + v_w
-    row["dorsal_bridge_width_mm"] = d_w
-    row["ventral_bridge_width_mm"] = v_w
-    row["total_bridge_width_mm"] = tot
-    row["dorsal_bridge_ratio_pct"] = 100.0 * d_w / tot if tot > 0 else nan
-    row["ventral_bridge_ratio_pct"] = 100.0 * v_w / tot if tot > 0 else nan
+    row.update(
+        length_midsagittal_mm=length,
+        width_midsagittal_mm=width,
+        dorsal_bridge_width_mm=d_w,
+        ventral_bridge_width_mm=v_w,
+        total_bridge_width_mm=tot,
+        dorsal_bridge_ratio_pct=100.0 * d_w / tot if tot > 0 else nan,
+        ventral_bridge_ratio_pct=100.0 * v_w / tot if tot > 0 else nan,
+        bridge_fallback=fallback,
+    )
     return row, slice_rows
+
+
+def _interpolation(
+    scan: _Scan, found: list[_Lesion], nli_z: int | None, notes: list[str]
+) -> Interpolation | None:
+    """The interpolated midsagittal slice: from the NLI slice when given, else the largest lesion."""
+    if nli_z is not None:
+        x_star = midsagittal_from_slice(scan.cord, nli_z)
+        if math.isnan(x_star):
+            notes.append(f"no cord at the NLI slice (RPI z = {nli_z}): midsagittal measures are NaN")
+        return Interpolation(x_star)
+    if not found:
+        return None
+    largest = found[max(range(len(found)), key=lambda i: (found[i].n_inside, found[i].n_total, -i))]
+    z_centre = float(np.nonzero(largest.measured)[2].mean()) + largest.offset[2]
+    x_star = midsagittal_from_lesion(scan.cord, z_centre)
+    if math.isnan(x_star):
+        notes.append("no cord voxels around the largest lesion: midsagittal measures are NaN")
+    return Interpolation(x_star)
+
+
+def _slice_levels(
+    vert_labels: np.ndarray | None, disc_labels: np.ndarray | None, aff: np.ndarray, scan_id: str | None
+) -> tuple[np.ndarray | None, str | None]:
+    """Vertebral level of each RPI axial slice (0 = none) and which labelling gave it."""
+    if vert_labels is not None:
+        rpi = reorient(np.asarray(vert_labels), aff, RPI)[0]
+        return slice_levels_from_labeled_cord(rpi, scan_id=scan_id), "vertebrae"
+    if disc_labels is not None:
+        rpi = reorient(np.asarray(disc_labels), aff, RPI)[0]
+        return slice_levels_from_discs(rpi, scan_id=scan_id), "discs"
+    return None, None
 
 
 def measure_lesions(
@@ -383,9 +346,12 @@ def measure_lesions(
     threshold: float = 0.5,
     angle_correction: bool = True,
     smooth: float = DEFAULT_SMOOTH,
+    nli_slice: int | None = None,
+    vert_labels: np.ndarray | None = None,
+    disc_labels: np.ndarray | None = None,
     scan_id: str | None = None,
 ) -> LesionAnalysis:
-    """Measure every lesion of a scan as SCT's ``sct_analyze_lesion -m LESION -s CORD [-i IMAGE]``.
+    """Measure every lesion of a scan as SCT's ``sct_analyze_lesion -m LESION -s CORD [-i IMAGE] [-nli-slice N]``.
 
     Parameters
     ----------
@@ -402,6 +368,18 @@ def measure_lesions(
         Correct lengths/widths/areas with the cord's centerline angles (SCT default).
     smooth
         Centerline smoothing (SCT's 20).
+    nli_slice
+        Axial slice of the neurological level of injury, an index along the
+        image's S-I axis in the input orientation (SCT 7.3 ``-nli-slice``): it
+        fixes the interpolated midsagittal slice, and the cord A-P diameter
+        there is the scan's ``nli_ap_diameter_mm`` (the bridge proxy of a scan
+        without lesion); see :mod:`cohort_sciseg.morphometry.bridges`.
+    vert_labels, disc_labels
+        Optional vertebral labelling on the same grid: SCT's labelled cord
+        (``*_seg_labeled``, voxel value = level) or disc labels (value 3 = C2/C3
+        disc); gives each lesion's ``vert_levels`` and ``vert_level_centroid``
+        and the summary's ``lesion_vert_levels`` (see
+        :mod:`cohort_sciseg.morphometry.levels`). Null columns without them.
     scan_id
         Written in the tables and error messages.
 
@@ -414,9 +392,14 @@ def measure_lesions(
     Raises
     ------
     MorphometryError
-        Inputs that are not 3D, differ in shape, or an unusable affine.
+        Inputs that are not 3D, differ in shape, an unusable affine, an NLI
+        slice outside the image, or vertebral labels that are not integers.
     """
     c_in, l_in, aff, img_in = _check_inputs(cord, lesion, affine, image, scan_id)
+    for name, arr in (("vertebral labels", vert_labels), ("disc labels", disc_labels)):
+        if arr is not None:
+            _check_same_shape(name, _as_3d(name, arr, scan_id), c_in.shape, scan_id)
+    nli_z = None if nli_slice is None else nli_rpi_slice(nli_slice, aff, c_in.shape, scan_id=scan_id)
     notes = []
     for name, arr in (("cord mask", c_in), ("lesion mask", l_in)):
         desc = inspect_mask(arr, threshold=threshold).describe()
@@ -425,6 +408,7 @@ def measure_lesions(
     c_rpi, rpi_aff = reorient(binarize(c_in, threshold), aff, RPI)
     l_rpi, _ = reorient(binarize(l_in, threshold), aff, RPI)
     img_rpi = None if img_in is None else reorient(img_in, aff, RPI)[0]
+    levels, levels_kind = _slice_levels(vert_labels, disc_labels, aff, scan_id)
 
     if not c_rpi.any():
         notes.append("cord mask is empty: every lesion is outside the cord")
@@ -439,17 +423,19 @@ def measure_lesions(
     centroids = [np.array(np.nonzero(les.measured)).mean(axis=1) + les.offset for les in found]
     order = sorted(range(len(found)), key=lambda i: (-centroids[i][2], centroids[i][0], centroids[i][1]))
     found = [found[i] for i in order]
-
-    x_star = math.nan
-    if found:
-        largest = max(range(len(found)), key=lambda i: (found[i].n_inside, found[i].n_total, -i))
-        x_star = scan.midsagittal(found[largest])
-        if math.isnan(x_star):
-            notes.append("no cord voxels around the largest lesion: midsagittal measures are NaN")
+    interp = _interpolation(scan, found, nli_z, notes)
 
     rows, slice_rows = [], []
+    lesion_slices: set[int] = set()
     for lid, les in enumerate(found, start=1):
-        row, srows = _measure_one(scan, les, x_star, img_rpi)
+        row = _basic_measures(scan, les, img_rpi)
+        mid, srows = _midsagittal_measures(scan, les, interp)
+        row.update(mid)
+        z_slices, z_centroid = row.pop("_z_slices"), row.pop("_z_centroid")
+        lesion_slices.update(int(z) for z in z_slices)
+        row["vert_levels"], row["vert_level_centroid"] = (
+            (None, None) if levels is None else lesion_levels(levels, z_slices, z_centroid)
+        )
         rows.append({"scan_id": scan_id, "lesion_id": lid, **row})
         slice_rows += [{"scan_id": scan_id, "lesion_id": lid, **r} for r in srows]
         if row["fully_outside_cord"]:
@@ -458,6 +444,18 @@ def measure_lesions(
     relabel = np.zeros(len(order) + 1, dtype=np.int32)
     for lid, i in enumerate(order, start=1):
         relabel[i + 1] = lid
+
+    nli_diameter = None
+    if nli_z is not None and interp is not None and not math.isnan(interp.x_star):
+        nli_diameter = ap_diameter(c_rpi, nli_z, interp, scan.py, scan.cos_sag)
+        if nli_diameter is None:
+            notes.append("no cord on the two interpolation slices at the NLI slice: no A-P diameter")
+    lesion_vert_levels = None
+    if levels is not None:
+        numbers = sorted({int(levels[z]) for z in lesion_slices if levels[z] > 0})
+        lesion_vert_levels = tuple(level_name(n) for n in numbers)
+        if rows and not numbers:
+            notes.append(f"vertebral labels ({levels_kind}) do not cover any lesion slice")
 
     vox = scan.px * scan.py * scan.pz
     summary = ScanMorphometry(
@@ -468,9 +466,13 @@ def measure_lesions(
         total_length_mm=float(sum(r["length_mm"] for r in rows)),
         max_axial_damage_ratio=float(max((r["max_axial_damage_ratio"] for r in rows), default=0.0)),
         cord_volume_mm3=float(c_rpi.sum()) * vox,
-        midsagittal_slice=x_star,
+        midsagittal_slice=math.nan if interp is None else interp.x_star,
         threshold=float(threshold),
         angle_correction=angle_correction,
+        nli_slice=None if nli_slice is None else int(nli_slice),
+        nli_ap_diameter_mm=nli_diameter,
+        vert_labels=levels_kind,
+        lesion_vert_levels=lesion_vert_levels,
         notes=tuple(notes),
     )
     return LesionAnalysis(
@@ -484,5 +486,3 @@ def measure_lesions(
         _crop_labels=crop_labels,
         _relabel=relabel,
     )
-
-

@@ -117,8 +117,12 @@ def reference_measures(
     threshold: float = 0.5,
     angle_correction: bool = True,
     scan_id: str | None = None,
+    nli_rpi: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Per-lesion rows, per-(lesion, sagittal slice) bridge rows and the scan summary (RPI input)."""
+    """Per-lesion rows, per-(lesion, sagittal slice) bridge rows and the scan summary (RPI input).
+
+    ``nli_rpi``: the NLI slice as an RPI z index (SCT -nli-slice after its reorientation).
+    """
     cord = np.asarray(cord_rpi) > threshold
     les = np.asarray(lesion_rpi) > threshold
     _nx, _ny, nz = cord.shape
@@ -183,7 +187,10 @@ def reference_measures(
 
     # Interpolated midsagittal slice from the largest lesion (inside-cord volume).
     x_star = math.nan
-    if lesions and max(d["_zc_volume"] for d in lesions) > 0:
+    if nli_rpi is not None:
+        if cord[:, :, nli_rpi].any():
+            x_star = float(np.argwhere(cord[:, :, nli_rpi])[:, 0].mean())
+    elif lesions and max(d["_zc_volume"] for d in lesions) > 0:
         big = max(lesions, key=lambda d: d["_zc_volume"])
         z_c = round(float(np.argwhere(big["_r"])[:, 2].mean()))
         xs = []
@@ -241,23 +248,25 @@ def reference_measures(
         if zs_mid:
             dors, vent = [], []
             for z in zs_mid:
-                b1 = _slice_bridge(r, cord, s1, z) or (0, 0)
-                b2 = _slice_bridge(r, cord, s2, z) or (0, 0)
+                # SCT master (PR #5202): a slice without the lesion takes the other slice's value.
+                b1 = _slice_bridge(r, cord, s1, z)
+                b2 = _slice_bridge(r, cord, s2, z)
+                b1 = b1 if b1 is not None else b2
+                b2 = b2 if b2 is not None else b1
+                assert b1 is not None
+                assert b2 is not None
                 c = py * math.cos(ts[z])
                 dors.append(((1 - f) * b1[0] + f * b2[0]) * c)
                 vent.append(((1 - f) * b1[1] + f * b2[1]) * c)
             dorsal, ventral = min(dors), min(vent)
             fallback = False
         else:
+            # Cord A-P diameter (voxel count on each line), both lines must have cord.
             vals = []
             for z in sorted({int(v) for v in np.argwhere(r)[:, 2]}):
-                n = []
-                for s in (s1, s2):
-                    ce = _line_extent(cord[s, :, z])
-                    n.append(0 if ce is None else ce[1] - ce[0] + 1)
-                v = ((1 - f) * n[0] + f * n[1]) * py * math.cos(ts[z])
-                if v > 0:
-                    vals.append(v)
+                n1, n2 = int(cord[s1, :, z].sum()), int(cord[s2, :, z].sum())
+                if n1 and n2:
+                    vals.append(((1 - f) * n1 + f * n2) * py * math.cos(ts[z]))
             total = min(vals) if vals else math.nan
             dorsal = ventral = total / 2
             fallback = True
@@ -270,6 +279,13 @@ def reference_measures(
         d["bridge_fallback"] = fallback
 
     rows = [{k: v for k, v in d.items() if not k.startswith("_")} for d in lesions]
+    nli_diameter = None
+    if nli_rpi is not None and not math.isnan(x_star):
+        s1, s2 = math.floor(x_star), math.ceil(x_star)
+        f = x_star - s1
+        n1, n2 = int(cord[s1, :, nli_rpi].sum()), int(cord[s2, :, nli_rpi].sum())
+        if n1 and n2:
+            nli_diameter = ((1 - f) * n1 + f * n2) * py * math.cos(ts[nli_rpi])
     summary = {
         "scan_id": scan_id,
         "n_lesions": len(rows),
@@ -279,6 +295,7 @@ def reference_measures(
         "max_axial_damage_ratio": float(max((d["max_axial_damage_ratio"] for d in rows), default=0.0)),
         "cord_volume_mm3": int(cord.sum()) * vox,
         "midsagittal_slice": x_star,
+        "nli_ap_diameter_mm": nli_diameter,
         "connectivity": 18,
         "threshold": threshold,
         "angle_correction": angle_correction,

@@ -182,3 +182,62 @@ def test_missing_file_exit_2(files, tmp_path, capsys):
     rc = main(["analyze-lesion", "--lesion", str(missing), "--cord", str(files["cord"]), "-o", str(tmp_path / "x")])
     assert rc == 2
     assert "nope_lesion.nii.gz" in capsys.readouterr().err
+
+
+def test_sct_style_arguments_default_output_and_nli_slice(files, tmp_path, monkeypatch, capsys):
+    # sct_analyze_lesion -m L -s C -nli-slice N: outputs named after the lesion file in the current
+    # folder (-ofolder moves them); with no lesion, the cord A-P diameter at the NLI slice.
+    empty = nib.load(files["lesion"])
+    path = write(tmp_path / "sub-01_T2w_lesion-none.nii.gz", np.zeros(empty.shape, dtype=np.uint8), empty.affine)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    # stored PSR: the S-I axis is array axis 1, pointing superior, so N is the RPI z itself
+    assert "".join(nib.aff2axcodes(empty.affine)) == "PSR"
+    nli = 8
+    assert main(["analyze-lesion", "-m", str(path), "-s", str(files["cord"]), "-nli-slice", str(nli)]) == 0
+    doc = json.loads((work / "sub-01_T2w_lesion-none_analysis.json").read_text())
+    cord, _, _ = phantom()
+    _, py, _ = stored_zooms(files["cord"])
+    # straight symmetric cord centred on x = 21: x* = 21, f = 0, diameter = cord voxels on (21, :, 8)
+    assert doc["midsagittal_slice"] == pytest.approx(21.0)
+    assert doc["nli_slice"] == nli
+    assert doc["nli_ap_diameter_mm"] == pytest.approx(int(cord[21, :, nli].sum()) * py, rel=1e-9)
+    assert "cord A-P diameter at the NLI slice 8" in capsys.readouterr().out
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    assert main(["analyze-lesion", "-m", str(path), "-s", str(files["cord"]), "-ofolder", str(out)]) == 0
+    assert (out / "sub-01_T2w_lesion-none_analysis.parquet").is_file()
+    assert json.loads((out / "sub-01_T2w_lesion-none_analysis.json").read_text())["nli_ap_diameter_mm"] is None
+
+
+def test_nli_slice_out_of_range_exit_2(files, tmp_path, capsys):
+    rc = main(["analyze-lesion", "-m", str(files["lesion"]), "-s", str(files["cord"]),
+               "-nli-slice", "17", "-o", str(tmp_path / "x")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "NLI slice 17 is not a slice of the image's S-I axis" in err
+    assert "from 0 to 16" in err
+    assert "Traceback" not in err
+
+
+def test_disc_labels_give_vertebral_levels(files, tmp_path):
+    # disc C3/C4 (value 4) at RPI z = 7 and C4/C5 (value 5) at z = 12. SCT gives a slice the
+    # value of the nearest disc strictly above it: z < 7 -> 4 (C4), 7 <= z < 12 -> 5 (C5),
+    # z >= 12 -> no level.
+    phantom()  # the same cord as the other tests
+    discs = np.zeros(SHAPE, dtype=np.uint8)
+    discs[21, 18, 7] = 4
+    discs[21, 18, 12] = 5
+    data, aff2 = reorient(discs, rpi_affine(ZOOMS), "PSR")
+    path = write(tmp_path / "sub-01_T2w_label-discs_dlabel.nii.gz", data, aff2)
+    prefix = tmp_path / "lv"
+    assert main(["analyze-lesion", "-m", str(files["lesion"]), "-s", str(files["cord"]),
+                 "--disc-labels", str(path), "-o", str(prefix)]) == 0
+    df = pq.read_table(tmp_path / "lv.parquet").to_pandas().sort_values("lesion_id")
+    # lesion 1 on z 10..12 (C5, C5, none), centroid z 11 -> C5; lesion 2 on z 3..4 -> C4
+    assert [list(v) for v in df["vert_levels"]] == [["C5"], ["C4"]]
+    assert df["vert_level_centroid"].tolist() == ["C5", "C4"]
+    doc = json.loads((tmp_path / "lv.json").read_text())
+    assert doc["lesion_vert_levels"] == ["C4", "C5"]
+    assert doc["vert_labels"] == "discs"

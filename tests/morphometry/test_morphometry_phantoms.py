@@ -304,7 +304,9 @@ def test_interpolated_midsagittal_half_voxel():
     assert slices_df(res.slices)["sagittal_slice"].tolist() == [19, 20, 21]
 
 
-def test_interpolated_bridge_missing_slice_counts_as_zero():
+def test_interpolated_bridge_missing_slice_takes_the_other_slice():
+    # SCT master (PR #5202, _interpolate_values): where the lesion lies on only one of the
+    # two interpolation slices, that slice's bridge is used for both (not 0).
     zooms, shape = (1.0, 1.0, 1.0), (42, 37, 29)
     py = zooms[1]
     cord, cy = half_integer_cord(zooms, shape)
@@ -321,15 +323,21 @@ def test_interpolated_bridge_missing_slice_counts_as_zero():
     vent = []
     for z in range(10, 17):
         in1, in2 = 10 <= z <= 14, 12 <= z <= 16
-        dors.append((0.5 * d20 * in1 + 0.5 * d21 * in2) * py)
-        vent.append((0.5 * v20 * in1 + 0.5 * v21 * in2) * py)
+        if in1 and in2:
+            dors.append((0.5 * d20 + 0.5 * d21) * py)
+            vent.append((0.5 * v20 + 0.5 * v21) * py)
+        else:
+            dors.append((d20 if in1 else d21) * py)
+            vent.append((v20 if in1 else v21) * py)
     assert row["dorsal_bridge_width_mm"] == pytest.approx(min(dors), rel=REL)
     assert row["ventral_bridge_width_mm"] == pytest.approx(min(vent), rel=REL)
-    # the half-weighted slices are the minimum: 0.5 * d
-    assert min(dors) == pytest.approx(0.5 * d20 * py)
+    # never below the smaller of the two slices' own bridges (the old rule gave 0.5 * d20)
+    assert min(dors) == pytest.approx(min(d20, d21) * py)
     # columns: z 10,11 -> mean 0.5; 12..14 -> mean 1; 15,16 -> mean 0.5 (2 voxels each)
     assert row["length_midsagittal_mm"] == pytest.approx((2 * 0.5 + 3 * 1.0 + 2 * 0.5) * zooms[2], rel=REL)
     assert row["width_midsagittal_mm"] == pytest.approx(2 * py, rel=REL)
+    rows, _, _ = reference_measures(cord, lesion, rpi_affine(zooms))
+    assert_rows_match(lesions_df(res.lesions), rows)
 
 
 def test_midsagittal_slice_follows_largest_lesion_and_fallback():

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from cohort_sciseg.morphometry import measure_lesions
+from cohort_sciseg.morphometry.bridges import interpolate_values
 
 SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
@@ -159,3 +160,40 @@ def test_volume_is_additive_over_lesions(scan):
     # superior first: ids follow the reported centroid height, non-increasing (RAS z grows with
     # the RPI z axis here; the centroid is that of the lesion inside the cord, as every measure)
     assert (np.diff(df["centroid_z_mm"].to_numpy()) <= 1e-9).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.one_of(st.just(math.nan), st.floats(0, 50)),
+    b=st.one_of(st.just(math.nan), st.floats(0, 50)),
+    f=st.floats(0, 1, exclude_max=True),
+)
+def test_interpolated_value_lies_between_its_two_slices(a, b, f):
+    # SCT master's _interpolate_values (PR #5202): a missing value takes the other's.
+    assume(not (math.isnan(a) and math.isnan(b)))
+    got = interpolate_values(a, b, f)
+    have = [v for v in (a, b) if not math.isnan(v)]
+    assert min(have) - 1e-9 <= got <= max(have) + 1e-9
+
+
+@SETTINGS
+@given(scan=scans(), angle=st.booleans())
+def test_interpolated_bridges_lie_between_the_two_slices_bridges(scan, angle):
+    # Each interpolated bridge (one per axial slice) lies between the two sagittal slices' bridges
+    # at that axial slice, so its minimum over z is never below the smaller of the two slices'
+    # own minima (lesion_slices), and equals a slice's minimum when only that slice has the lesion.
+    cord, lesion, _, aff = scan
+    res = measure_lesions(cord, lesion, aff, angle_correction=angle)
+    x_star = res.summary.midsagittal_slice
+    assume(not math.isnan(x_star))
+    s1, s2 = math.floor(x_star), math.ceil(x_star)
+    les, sl = frames(res)
+    for _, row in les[~les["bridge_fallback"] & ~les["fully_outside_cord"]].iterrows():
+        on = sl[(sl["lesion_id"] == row["lesion_id"]) & sl["sagittal_slice"].isin([s1, s2])]
+        assert len(on) >= 1
+        for side in ("dorsal", "ventral"):
+            got = row[f"{side}_bridge_width_mm"]
+            mins = on[f"{side}_bridge_width_mm"].to_numpy()
+            assert got >= mins.min() - 1e-9
+            if len(on) == 1 or s1 == s2:
+                assert math.isclose(got, mins.min(), rel_tol=1e-9, abs_tol=1e-9)
