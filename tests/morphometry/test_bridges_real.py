@@ -147,3 +147,32 @@ def test_nli_slice_outside_the_image_is_an_error(spine_t2w):
         measure_lesions(cord, empty, aff, nli_slice=n, scan_id="sub-errsm21")
     with pytest.raises(MorphometryError, match=r"NLI slice '12' is not a slice"):
         measure_lesions(cord, empty, aff, nli_slice="12")  # type: ignore[arg-type]
+
+
+def test_vertebral_levels_from_a_labelled_real_cord(staggered):
+    # sct_label_vertebrae-style labelling of the real cord: cord voxels hold their level, in bands
+    # of 12 RPI slices from the top (C2, C3, ...).
+    cord, lesion, aff, (_, _, z0) = staggered
+    axcodes = "".join(nib.aff2axcodes(aff))
+    cord_rpi, aff_rpi = to_rpi(cord, aff)
+    cb = cord_rpi > 0.5
+    nz = cb.shape[2]
+    level_of = {z: 2 + (nz - 1 - z) // 12 for z in range(nz)}
+    labels = np.zeros(cb.shape, dtype=np.uint8)
+    for z, lv in level_of.items():
+        labels[:, :, z][cb[:, :, z]] = lv
+    vert, _ = reorient(labels, aff_rpi, axcodes)
+    res = measure_lesions(cord, lesion, aff, vert_labels=vert)
+    df = lesions_df(res.lesions)
+    order = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    names = dict(enumerate(order, start=1))
+    for _, row in df.iterrows():
+        zs = range(int(row["z_min_slice"]), int(row["z_max_slice"]) + 1)
+        want = [names[lv] for lv in sorted({level_of[z] for z in zs})]
+        assert list(row["vert_levels"]) == want
+    big = df.iloc[0]
+    assert big["vert_level_centroid"] == names[level_of[z0 + 4]]  # its voxels' mean z is z0 + 4
+    assert res.summary.vert_labels == "vertebrae"
+    assert list(res.summary.lesion_vert_levels) == sorted(
+        {v for lv in df["vert_levels"] for v in lv}, key=order.index
+    )
