@@ -182,7 +182,9 @@ class MetricsCommand:
 
     A drop-in for ``animaSegPerfAnalyzer -i P -r R -d -s [-l]``: OUT.json holds
     ANIMA's measure names as keys (NaN as null; keys absent where ANIMA writes
-    none) and the corrected metrics under ``"corrected"``.
+    none), the corrected metrics under ``"corrected"`` and ANIMA's path (label
+    counts, binarisation warning) under ``"anima_input"``; the path and any
+    warning are also printed.
     """
 
     pred: Path
@@ -202,6 +204,13 @@ class MetricsCommand:
         write_json(self.output, result.to_json())
         for key, value in result.anima.items():
             out.write(f"{key}: {value}\n")
+        info = result.anima_input
+        out.write(
+            f"anima path: {info.path} (labels read: prediction {info.n_pred_labels}, "
+            f"reference {info.n_ref_labels})\n"
+        )
+        if info.warning:
+            out.write(f"warning: {info.warning}\n")
         out.write(f"metrics: {self.output}\n")
         return EXIT_OK
 

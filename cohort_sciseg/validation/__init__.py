@@ -2,11 +2,14 @@
 
 - :func:`compute_metrics` / :func:`compute_metrics_files`: ANIMA-compatible overlap,
   distance and lesion-detection metrics (``animaSegPerfAnalyzer -d -s [-l]``) and
-  corrected ones (ASSD, HD95, NSD, one-to-one and MetricsReloaded lesion metrics).
+  corrected ones (ASSD, HD95, NSD, one-to-one and MetricsReloaded lesion metrics);
+  :class:`AnimaInput` records which of ANIMA's input paths a pair took
+  (:mod:`cohort_sciseg.validation.anima`).
 - :func:`find_predictions` / :func:`validate_scans`: the same over a cohort, as tidy tables.
 - :mod:`cohort_sciseg.validation.stats`: the paper's statistics.
 """
 
+from cohort_sciseg.validation.anima import AnimaInput
 from cohort_sciseg.validation.cohort import (
     Prediction,
     ValidationTables,
@@ -16,6 +19,7 @@ from cohort_sciseg.validation.cohort import (
 from cohort_sciseg.validation.metrics import MetricsResult, compute_metrics, compute_metrics_files
 
 __all__ = [
+    "AnimaInput",
     "MetricsResult",
     "Prediction",
     "ValidationTables",

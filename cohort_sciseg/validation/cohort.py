@@ -258,9 +258,18 @@ def _validate_one(
     manual = measure_lesions(ref_c, ref_l, affine, scan_id=scan.scan_id)
     _check_references(scan, (mc, ml), ref_c, ref_l, manual)
     spacing = scan.voxel_size_mm
+    ref_path, pred_path = {"cord": mc, "lesion": ml}, {"cord": pc, "lesion": pl}
+    notes = list(manual.summary.notes)
     rows = []
     for structure, ref, prd, detect in (("cord", ref_c, pred_c, False), ("lesion", ref_l, pred_l, True)):
-        result = compute_metrics(prd, ref, spacing, lesion_detection=detect, units=units)
+        # A mask ANIMA cannot read (e.g. -1 values) loses its ANIMA-compatible values only.
+        result = compute_metrics(prd, ref, spacing, lesion_detection=detect, units=units, unreadable="skip")
+        if result.anima_input.path == "unreadable":
+            files = f"manual {ref_path[structure]!r}, predicted {pred_path[structure]!r}"
+            notes.append(
+                f"{structure} masks: ANIMA-compatible metrics not computed (corrected metrics kept): "
+                f"{result.anima_input.warning} [{files}]"
+            )
         for r in result.to_rows(scan.scan_id, structure):
             rows.append({**r, "site": scan.site, "method": method, "split": split})
     predicted = measure_lesions(pred_c, pred_l, affine, scan_id=scan.scan_id)
@@ -268,7 +277,7 @@ def _validate_one(
         _biomarker_row(scan, "manual", split, manual),
         _biomarker_row(scan, method, split, predicted),
     ]
-    return rows, bio, manual.summary.notes
+    return rows, bio, tuple(notes)
 
 
 def validate_scans(

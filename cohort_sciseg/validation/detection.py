@@ -6,7 +6,9 @@ ANIMA's rule, as read in Inria-Empenn/Anima-Public,
 
 1. Lesions are the connected components of each mask with face (6-)
    connectivity (``itk::ConnectedComponentImageFilter`` left at its default
-   ``FullyConnected = false``; ``getOverlapTab``).
+   ``FullyConnected = false``; ``getOverlapTab``). The filter joins every
+   non-zero voxel whatever its value, so on ANIMA's multi-label path lesions
+   are the components of the union of the labels.
 2. Components with fewer than ``n_min = floor(V / voxel volume) + 1`` voxels are
    removed from both masks, V = 3 mm3 by default (``-v``); the ``+ 1`` keeps
    only components *strictly* larger than V (``getOverlapTab``: ``minSizeInVoxel++``
@@ -38,16 +40,22 @@ ANIMA's rule, as read in Inria-Empenn/Anima-Public,
 
 5. The same test with the roles swapped (transposed table) counts predicted
    lesions that are true positives. The two counts are independent (no
-   one-to-one matching). SensL = detected reference lesions / N_ref,
-   PPVL = true-positive predicted lesions / N_pred, F1 = 2 PPVL SensL /
-   (PPVL + SensL) (``getDetectionMarks``), 0 when both are 0. No TP is counted
-   unless both sides keep at least one lesion (``iNbLabelsRef>1 &&
-   iNbLabelsTest>1``).
+   one-to-one matching). No TP is counted unless both sides keep at least one
+   lesion (``iNbLabelsRef>1 && iNbLabelsTest>1``).
+6. Scores (``getDetectionMarks``, :func:`anima_detection_marks`), with N_ref,
+   N_pred the retained lesions:
 
-Empty cases follow the later ANIMA release used by SCIseg (REFERENCE §3; that
-source is not in our index): with no retained predicted lesion and at least one
-reference lesion, PPVL = SensL = F1 = 0. When the reference has voxels but no
-retained lesion, SensL is 0/0 = NaN, as in the source read.
+   * PPVL = TP_pred / N_pred, and **0** when N_pred = 0 (``iNbLabelsTest != 1``
+     guards this division only);
+   * SensL = TP_ref / N_ref, **NaN** (0/0) when N_ref = 0;
+   * F1 = 2 PPVL SensL / (PPVL + SensL) when ``PPVL + SensL > 0``, else **0**
+     (a NaN SensL fails the comparison, so F1 is 0 there too).
+
+   Every combination: both sides with lesions -> the ratios; no predicted
+   lesion -> PPVL 0, SensL 0, F1 0; a reference whose every component is
+   smaller than n_min (N_ref = 0; an empty reference takes ANIMA's
+   empty-reference path before any of this) -> SensL NaN, PPVL 0, F1 0,
+   whether the prediction has lesions or not. REFERENCE.md §3.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ __all__ = [
     "ANIMA_MIN_LESION_VOLUME_MM3",
     "AnimaDetection",
     "LesionMatching",
+    "anima_detection_marks",
     "anima_lesion_detection",
     "anima_min_lesion_voxels",
     "label_lesions",
@@ -174,7 +183,8 @@ class AnimaDetection:
     tp_pred
         Predicted lesions that pass the test against the reference.
     sensl, ppvl, f1
-        Lesion-wise sensitivity, positive predictive value and F1 (NaN where undefined).
+        Lesion-wise sensitivity, positive predictive value and F1, with ANIMA's
+        values where a count is 0 (see :func:`anima_detection_marks`).
     volume_pred
         Total volume of the retained predicted lesions, in voxel-volume units
         (mm3, or voxels with a unit grid).
@@ -229,17 +239,33 @@ def anima_lesion_detection(
         tp_ref = tp_pred = 0
     vox = float(np.prod([float(v) for v in voxel_size]))
     volume_pred = float(tab[:, 1:].sum()) * vox
-    if n_pred == 0 and n_ref > 0:
-        return AnimaDetection(n_min, n_ref, 0, 0, 0, 0.0, 0.0, 0.0, volume_pred)
-    sensl = tp_ref / n_ref if n_ref else float("nan")
-    ppvl = tp_pred / n_pred if n_pred else float("nan")
-    if math.isnan(sensl) or math.isnan(ppvl):
-        f1 = float("nan")
-    elif sensl + ppvl == 0:
-        f1 = 0.0
-    else:
-        f1 = 2 * ppvl * sensl / (ppvl + sensl)
+    sensl, ppvl, f1 = anima_detection_marks(tp_ref, n_ref, tp_pred, n_pred)
     return AnimaDetection(n_min, n_ref, n_pred, tp_ref, tp_pred, sensl, ppvl, f1, volume_pred)
+
+
+def anima_detection_marks(
+    tp_ref: int, n_ref: int, tp_pred: int, n_pred: int
+) -> tuple[float, float, float]:
+    """ANIMA's SensL, PPVL and F1 from the lesion counts (rule 6 of the module docstring).
+
+    Parameters
+    ----------
+    tp_ref, n_ref
+        Detected reference lesions and retained reference lesions.
+    tp_pred, n_pred
+        True-positive predicted lesions and retained predicted lesions.
+
+    Returns
+    -------
+    sensl, ppvl, f1
+        SensL NaN when ``n_ref == 0``; PPVL 0 when ``n_pred == 0``; F1 0 unless
+        ``PPVL + SensL > 0``. Reference: animaSegPerfCAnalyzer.cxx ``getDetectionMarks``.
+    """
+    ppvl = tp_pred / n_pred if n_pred else 0.0
+    sensl = tp_ref / n_ref if n_ref else math.nan
+    total = ppvl + sensl
+    f1 = 2 * (ppvl * sensl) / total if total > 0.0 else 0.0
+    return sensl, ppvl, f1
 
 
 @dataclass(frozen=True, slots=True)

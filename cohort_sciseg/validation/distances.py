@@ -43,6 +43,7 @@ __all__ = [
     "contour",
     "distance_maps",
     "hd_percentile",
+    "itk_order_points",
     "normalized_surface_distance",
     "surface_distances",
 ]
@@ -82,8 +83,12 @@ def contour(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _itk_order_points(mask: np.ndarray) -> np.ndarray:
-    """Indices ``(i, j, k)`` of the True voxels in ITK iteration order (axis 0 fastest)."""
+def itk_order_points(mask: np.ndarray) -> np.ndarray:
+    """Indices ``(i, j, k)`` of the True voxels in ITK iteration order (axis 0 fastest).
+
+    ANIMA's loops over contour voxels (``itk::ImageRegionConstIterator``) visit
+    them in this order, which its running-minimum surface distance depends on.
+    """
     return np.argwhere(mask.T)[:, ::-1]
 
 
@@ -129,8 +134,8 @@ def distance_maps(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
         msg = "both masks need at least one contour voxel"
         raise ValueError(msg)
     sp = np.asarray([float(s) for s in spacing])
-    p_pts = _itk_order_points(pc) * sp
-    r_pts = _itk_order_points(rc) * sp
+    p_pts = itk_order_points(pc) * sp
+    r_pts = itk_order_points(rc) * sp
     p_tree, r_tree = cKDTree(p_pts), cKDTree(r_pts)
     p_out = np.argwhere(pred & ~ref) * sp
     r_out = np.argwhere(ref & ~pred) * sp

@@ -4,21 +4,26 @@ The SCIseg paper validated its masks with ANIMA's ``animaSegPerfAnalyzer``
 (cord: ``-d -s -X``; lesions: ``-d -s -l -X``). :func:`compute_metrics` returns
 both
 
-* ``anima``: ANIMA's measure names and values, quirks included (see
-  :mod:`cohort_sciseg.validation.distances` and
+* ``anima``: ANIMA's measure names and values, quirks included, computed from
+  ANIMA's own reading of the input arrays (values truncated to unsigned short,
+  labels renumbered, one of four paths: see :mod:`cohort_sciseg.validation.anima`;
+  distances: :mod:`cohort_sciseg.validation.distances`; lesion detection:
   :mod:`cohort_sciseg.validation.detection`), so published numbers can be
   reproduced; and
 * ``corrected``: clearly named correct metrics (pooled ASSD, HD95, NSD,
-  one-to-one and MetricsReloaded-style lesion detection).
+  one-to-one and MetricsReloaded-style lesion detection) of the masks
+  ``value > threshold`` (0.5 by default).
+
+The path ANIMA took (``binary``, ``multilabel``, ``empty_reference``,
+``empty_prediction``), the label counts and ANIMA's binarisation warning are in
+:attr:`MetricsResult.anima_input`.
 
 Sources read (Inria-Empenn/Anima-Public,
 ``Anima/segmentation/validation_tools/segmentation_performance_analyzer/``):
 animaSegmentationMeasuresImageFilter.hxx (overlap measures),
 animaSegPerfCAnalyzer.cxx (labels, distances, detection), animaSegPerfApp.cxx
-(which measures are written, RVE x 100, default thresholds),
-animaSegPerfResults.cxx (measure names). Rules of the later release that our
-index lacks (empty reference: only ``NbTestedLesions`` and
-``VolTestedLesions``; empty prediction: lesion scores 0) follow REFERENCE §3.
+(``play``: which path, which measures are written, RVE x 100, default
+thresholds), animaSegPerfResults.cxx (measure names). REFERENCE.md §3.
 
 Spacing convention: with ``units="mm"`` distances are in mm and ANIMA's
 minimum lesion size uses the real voxel volume; with ``units="voxel"`` the grid
@@ -29,7 +34,9 @@ voxels). Every result records its convention.
 Speed: counts are taken on the whole grid; contours, components and distances on
 the bounding box of the union of both masks plus one voxel (what the contour
 rule needs), clipped at the image border so that ANIMA's "border is not
-background" rule is unchanged. About 32 ms for a 384 x 216 x 52 cord pair
+background" rule is unchanged. When ANIMA's reading gives the same masks as the
+threshold (0/1 masks, the usual case) both families share one set of distance
+computations. About 32 ms for a 384 x 216 x 52 cord pair
 (benchmarks/bench_metrics.py).
 """
 
@@ -45,6 +52,17 @@ import numpy as np
 
 from cohort_sciseg.errors import GeometryError, ValidationError, format_error
 from cohort_sciseg.io import binarize, check_same_geometry, load_nifti
+from cohort_sciseg.validation.anima import (
+    AnimaInput,
+    AnimaLabels,
+    AnimaPair,
+    anima_label_contour_mean_distance,
+    anima_label_surface_distance,
+    anima_overlap_measures,
+    check_number_of_labels,
+    confusion_matrix,
+    read_anima_labels,
+)
 from cohort_sciseg.validation.detection import (
     anima_lesion_detection,
     anima_min_lesion_voxels,
@@ -52,6 +70,7 @@ from cohort_sciseg.validation.detection import (
     match_lesions,
 )
 from cohort_sciseg.validation.distances import (
+    DistanceMaps,
     anima_contour_mean_distance,
     anima_hausdorff,
     anima_surface_distance,
@@ -90,10 +109,8 @@ ANIMA_DETECTION_KEYS = ("PPVL", "SensL", "F1_score")
 ANIMA_EMPTY_REFERENCE_KEYS = ("NbTestedLesions", "VolTestedLesions")
 
 Units = Literal["mm", "voxel"]
-Binarization = Literal["threshold", "anima"]
 Value = float | int | None
 _UNITS = ("mm", "voxel")
-_BINARIZATIONS = ("threshold", "anima")
 #: Margin (voxels) kept around the union of both masks when cropping; 1 keeps
 #: the background face neighbours that the contour rule needs.
 _CROP_MARGIN = 1
@@ -111,27 +128,34 @@ class MetricsResult:
         (higher is better, except ``RelativeVolumeError``: signed %, 0 is best);
         distances are in ``units`` (lower is better).
     corrected
-        Correct metrics: ``assd``, ``hd95``, ``nsd_<tol>mm`` and, with lesion
-        detection, ``lesion_tp_1to1``, ``lesion_f1_1to1``, ``lesion_sensitivity_mr``,
-        ``lesion_ppv_mr``, ``lesion_f1_mr``, ``n_ref_lesions``, ``n_pred_lesions``.
+        Correct metrics of the masks ``value > threshold``: ``assd``, ``hd95``,
+        ``nsd_<tol>mm`` and, with lesion detection, ``lesion_tp_1to1``,
+        ``lesion_f1_1to1``, ``lesion_sensitivity_mr``, ``lesion_ppv_mr``,
+        ``lesion_f1_mr``, ``n_ref_lesions``, ``n_pred_lesions``.
         The ``_mm`` names are kept with ``units="voxel"``, where the values are
         in voxels: read ``units``.
     units
         ``"mm"`` or ``"voxel"``: the spacing convention of every distance.
     voxel_size_mm
         The real grid spacing of the inputs, mm.
+    anima_input
+        ANIMA's path for this pair (``binary``, ``multilabel``,
+        ``empty_reference``, ``empty_prediction``), the label counts it read
+        and its warning when a side was binarised.
     """
 
     anima: dict[str, Value]
     corrected: dict[str, Value]
     units: str
     voxel_size_mm: tuple[float, float, float]
+    anima_input: AnimaInput
 
     def to_json(self) -> dict[str, Any]:
-        """ANIMA's measures at the top level, plus ``"corrected"`` and ``"units"``."""
+        """ANIMA's measures at the top level, then ``corrected``, ``units`` and ``anima_input``."""
         out: dict[str, Any] = dict(self.anima)
         out["corrected"] = dict(self.corrected)
         out["units"] = self.units
+        out["anima_input"] = self.anima_input.to_json()
         return out
 
     def to_rows(self, scan_id: str, structure: str) -> list[dict[str, Any]]:
@@ -158,23 +182,7 @@ def _clean(value: float | int) -> Value:
     return value
 
 
-def _ratio(num: float, den: float) -> float:
-    return num / den if den else float("nan")
-
-
-def _anima_binarize(data: np.ndarray) -> np.ndarray:
-    # ANIMA reads masks as unsigned short (values truncated), maps the sorted distinct
-    # values to labels 0, 1, 2, ... (formatLabels) and, when the two images have
-    # different label counts, sets every non-zero label to 1 (checkNumberOfLabels):
-    # the smallest value present is background, every other value foreground.
-    arr = np.asarray(data)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    t = np.trunc(arr) if arr.dtype.kind == "f" else arr
-    return np.asarray(t > t.min()) if t.size else np.zeros(arr.shape, dtype=bool)
-
-
-def _as_mask(data: np.ndarray, what: str, threshold: float, rule: str) -> np.ndarray:
+def _check_array(data: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(data)
     if arr.ndim != 3:
         msg = format_error(
@@ -190,9 +198,19 @@ def _as_mask(data: np.ndarray, what: str, threshold: float, rule: str) -> np.nda
             fix="convert the mask to uint8 or float32",
         )
         raise ValidationError(msg)
-    if rule == "anima":
-        return _anima_binarize(arr)
-    return np.asarray(binarize(arr, threshold), dtype=bool)
+    return arr
+
+
+def _check_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p_arr, r_arr = _check_array(pred, "prediction"), _check_array(ref, "reference")
+    if p_arr.shape != r_arr.shape:
+        msg = format_error(
+            f"prediction shape {p_arr.shape} differs from reference shape {r_arr.shape}",
+            expected="both masks on the same voxel grid",
+            fix="resample the prediction onto the reference grid (nearest neighbour)",
+        )
+        raise GeometryError(msg)
+    return p_arr, r_arr
 
 
 def _spacing(voxel_size_mm: Sequence[float]) -> tuple[float, float, float]:
@@ -210,6 +228,23 @@ def _spacing(voxel_size_mm: Sequence[float]) -> tuple[float, float, float]:
     return vs[0], vs[1], vs[2]
 
 
+def _check_options(units: str, nsd_tolerance: float) -> None:
+    if units not in _UNITS:
+        msg = format_error(
+            f"units is {units!r}",
+            expected=f"one of {_UNITS}",
+            fix="pass units='mm' or units='voxel'",
+        )
+        raise ValidationError(msg)
+    if not (math.isfinite(nsd_tolerance) and nsd_tolerance > 0):
+        msg = format_error(
+            f"nsd_tolerance is {nsd_tolerance!r}",
+            expected="a finite positive distance",
+            fix="pass e.g. 1.0",
+        )
+        raise ValidationError(msg)
+
+
 def _crop_box(union: np.ndarray) -> tuple[slice, ...]:
     box = []
     for axis in range(3):
@@ -221,6 +256,157 @@ def _crop_box(union: np.ndarray) -> tuple[slice, ...]:
     return tuple(box)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Pair:
+    """Two boolean masks (whole and cropped to their union plus margin), counts, distance maps."""
+
+    s_full: np.ndarray
+    t_full: np.ndarray
+    s: np.ndarray
+    t: np.ndarray
+    n_s: int
+    n_t: int
+    inter: int
+    size: int
+    box: tuple[slice, ...]
+    maps: DistanceMaps | None
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """``[[TN, FN], [FP, TP]]``: rows prediction 0/1, columns reference 0/1."""
+        fp, fn = self.n_s - self.inter, self.n_t - self.inter
+        tn = self.size - (self.n_s + self.n_t - self.inter)
+        return np.array([[tn, fn], [fp, self.inter]], dtype=np.int64)
+
+
+def _make_pair(s: np.ndarray, t: np.ndarray, spacing: tuple[float, float, float]) -> _Pair:
+    n_s, n_t, size = int(np.count_nonzero(s)), int(np.count_nonzero(t)), int(s.size)
+    box: tuple[slice, ...] = tuple(slice(0, n) for n in s.shape)
+    if n_s + n_t:
+        box = _crop_box(s | t)
+    sc, tc = s[box], t[box]
+    maps = None
+    if n_s and n_t:
+        try:
+            maps = distance_maps(sc, tc, spacing)
+        except ValueError:  # a mask fills the image and has no contour
+            maps = None
+    inter = int(np.count_nonzero(sc & tc))
+    return _Pair(s, t, sc, tc, n_s, n_t, inter, size, box, maps)
+
+
+def _same_as_threshold(image: AnimaLabels, mask: np.ndarray, n_mask: int, threshold: float) -> bool:
+    """Whether ANIMA's foreground (non-zero labels) is the mask ``value > threshold``."""
+    if image.labels is mask:  # boolean input: both are the input array itself
+        return True
+    if int(image.counts[1:].sum()) != n_mask:
+        return False
+    if 0 <= threshold < 1:
+        # ANIMA's foreground has truncated values >= 1, so it lies inside ``value > threshold``:
+        # equal counts mean equal masks.
+        return True
+    return bool(np.array_equal(image.foreground, mask))
+
+
+def _anima_pair(
+    reading: AnimaPair, pair: _Pair, threshold: float, spacing: tuple[float, float, float]
+) -> _Pair:
+    """The masks ANIMA compares: ``pair`` itself when they equal the thresholded ones."""
+    if _same_as_threshold(reading.pred, pair.s_full, pair.n_s, threshold) and _same_as_threshold(
+        reading.ref, pair.t_full, pair.n_t, threshold
+    ):
+        return pair  # the usual 0/1 masks: one set of distance computations
+    return _make_pair(reading.pred.foreground, reading.ref.foreground, spacing)
+
+
+def _corrected_metrics(
+    pair: _Pair, nsd_tolerance: float, lesion_detection: bool
+) -> dict[str, float | int]:
+    nsd_key = f"nsd_{nsd_tolerance:g}mm"
+    out: dict[str, float | int] = {}
+    if pair.maps is not None:
+        sd = surface_distances(pair.maps)
+        out["assd"] = assd(sd)
+        out["hd95"] = hd_percentile(sd, 95.0)
+        out[nsd_key] = normalized_surface_distance(sd, nsd_tolerance)
+    else:
+        out["assd"] = out["hd95"] = out[nsd_key] = math.nan
+    if lesion_detection:
+        m = match_lesions(pair.s, pair.t)
+        out["lesion_tp_1to1"] = m.tp_1to1
+        out["lesion_f1_1to1"] = m.f1_1to1
+        out["lesion_sensitivity_mr"] = m.sensitivity
+        out["lesion_ppv_mr"] = m.ppv
+        out["lesion_f1_mr"] = m.f1
+        out["n_ref_lesions"] = m.n_ref
+        out["n_pred_lesions"] = m.n_pred
+    return out
+
+
+def _anima_confusion(reading: AnimaPair, pair: _Pair) -> np.ndarray:
+    """Label confusion matrix of ANIMA's images on the whole grid."""
+    path = reading.info.path
+    if path == "empty_prediction":  # every voxel is label 0 in the prediction
+        return reading.ref.counts[np.newaxis, :]
+    if path == "binary":
+        return pair.confusion
+    n = reading.pred.n_labels
+    c = confusion_matrix(reading.pred.labels[pair.box], reading.ref.labels[pair.box], n, n)
+    c[0, 0] += pair.size - pair.s.size  # outside the crop box both images are background
+    return c
+
+
+def _anima_distances(
+    reading: AnimaPair, pair: _Pair, spacing: tuple[float, float, float]
+) -> dict[str, float]:
+    path = reading.info.path
+    if path == "empty_prediction" or pair.maps is None:
+        # m_uiNbLabels = 1: computeHausdorffDist, computeMeanDist and
+        # computeAverageSurfaceDistance return NaN.
+        return dict.fromkeys(ANIMA_SURFACE_KEYS, math.nan)
+    if path == "binary":
+        return {
+            "HausdorffDistance": anima_hausdorff(pair.maps),
+            "ContourMeanDistance": anima_contour_mean_distance(pair.maps),
+            "SurfaceDistance": anima_surface_distance(pair.maps),
+        }
+    # Multi-label: Hausdorff distance of the non-zero voxels (the binary maps of
+    # the union), the two contour distances on ITK's label contours.
+    p_lab, r_lab = reading.pred.labels[pair.box], reading.ref.labels[pair.box]
+    return {
+        "HausdorffDistance": anima_hausdorff(pair.maps),
+        "ContourMeanDistance": anima_label_contour_mean_distance(p_lab, r_lab, spacing),
+        "SurfaceDistance": anima_label_surface_distance(
+            p_lab, r_lab, reading.pred.n_labels, spacing
+        ),
+    }
+
+
+def _anima_metrics(
+    reading: AnimaPair,
+    thresholded: _Pair,
+    threshold: float,
+    spacing: tuple[float, float, float],
+    lesion_detection: bool,
+) -> dict[str, float | int]:
+    """ANIMA's output for its path (animaSegPerfApp.cxx ``play`` / ``processAnalyze``)."""
+    pair = _anima_pair(reading, thresholded, threshold, spacing)
+    if reading.info.path == "empty_reference":
+        # computeEmptyGroundTruthMeasures: retained 6-connected lesions of the
+        # prediction (>= n_min voxels) and their total volume in units**3.
+        pred_lab, n_pred = label_lesions(pair.s, anima_min_lesion_voxels(spacing))
+        volume = float(np.count_nonzero(pred_lab)) * float(np.prod(spacing))
+        return {"NbTestedLesions": n_pred, "VolTestedLesions": volume}
+    out: dict[str, float | int] = dict(anima_overlap_measures(_anima_confusion(reading, pair)))
+    out.update(_anima_distances(reading, pair, spacing))
+    if lesion_detection:
+        det = anima_lesion_detection(pair.s, pair.t, spacing)
+        out["PPVL"] = det.ppvl
+        out["SensL"] = det.sensl
+        out["F1_score"] = det.f1
+    return out
+
+
 def compute_metrics(
     pred: np.ndarray,
     ref: np.ndarray,
@@ -229,15 +415,16 @@ def compute_metrics(
     lesion_detection: bool = False,
     units: Units = "mm",
     threshold: float = 0.5,
-    binarization: Binarization = "threshold",
     nsd_tolerance: float = 1.0,
+    unreadable: Literal["raise", "skip"] = "raise",
 ) -> MetricsResult:
     """Compare a predicted mask with a reference mask on the same voxel grid.
 
     Parameters
     ----------
     pred, ref
-        3D arrays on the same grid (prediction S, reference T).
+        3D arrays on the same grid (prediction S, reference T): boolean, integer
+        or floating point (0/1 masks, soft masks, label maps).
     voxel_size_mm
         Grid spacing along the three array axes, mm.
     lesion_detection
@@ -246,139 +433,75 @@ def compute_metrics(
         ``"mm"``: distances in mm, ANIMA's lesion minimum from the real voxel
         volume. ``"voxel"``: a 1 x 1 x 1 grid (model_seg_sci's identity affine).
     threshold
-        Foreground is ``value > threshold`` (``binarization="threshold"``).
-    binarization
-        ``"threshold"`` (default) or ``"anima"``: ANIMA's reading, values
-        truncated to integers, the smallest value present is background and
-        every other value foreground (ANIMA's multi-label mode is not
-        reproduced; labels are merged).
+        Foreground of the corrected metrics is ``value > threshold``. The ANIMA
+        values ignore it: they follow ANIMA's reading (below).
     nsd_tolerance
         Tolerance of the normalized surface distance, in ``units`` (default 1).
+    unreadable
+        Values ANIMA cannot read as unsigned short (NaN, infinite, <= -1, >= 65536,
+        negative integers): ``"raise"`` (default, what a drop-in must do) or
+        ``"skip"``: no ANIMA value, ``anima_input.path == "unreadable"`` with the
+        reason, the corrected metrics still computed (the cohort validation).
 
     Returns
     -------
     MetricsResult
-        Definitions (S prediction, T reference, voxel counts):
-        Jaccard = |S and T| / |S or T|; Dice = 2 J / (1 + J) (= 2 |S and T| / (|S| + |T|));
-        Sensitivity = TP/(TP+FN); Specificity = TN/(TN+FP); PPV = TP/(TP+FP);
-        NPV = TN/(TN+FN); RelativeVolumeError = 100 (|S|-|T|)/|T| (signed %).
-        Distances: see :mod:`cohort_sciseg.validation.distances`; lesion
-        scores: see :mod:`cohort_sciseg.validation.detection`.
-        Reference: Commowick et al., Sci Rep 8, 13650 (2018); ANIMA
-        animaSegmentationMeasuresImageFilter.hxx.
+        ``anima`` follows ANIMA's input rules (REFERENCE.md §3,
+        :mod:`cohort_sciseg.validation.anima`): values truncated to unsigned
+        short (a soft prediction counts where ``value >= 1``), each image's
+        sorted distinct values renumbered 0..n-1 (``formatLabels``), then
+        ``checkNumberOfLabels``'s path, recorded in ``anima_input``:
+
+        * ``binary``: Jaccard = |S and T| / |S or T|; Dice = 2 J / (1 + J); Sensitivity,
+          Specificity, PPV, NPV; RelativeVolumeError = 100 (|S|-|T|)/|T| (signed %);
+          distances: :mod:`cohort_sciseg.validation.distances`;
+        * ``multilabel`` (the same n > 2 labels on both sides): pooled overlap
+          (:func:`~cohort_sciseg.validation.anima.anima_overlap_measures`),
+          Hausdorff distance of the non-zero voxels, label-contour distances;
+        * ``empty_prediction``: overlap measures, distances NaN;
+        * ``empty_reference``: only ``NbTestedLesions`` and ``VolTestedLesions``.
+
+        Lesion scores: :mod:`cohort_sciseg.validation.detection`. ``corrected``: from
+        ``value > threshold``. Reference: Commowick et al., Sci Rep 8, 13650 (2018).
 
     Raises
     ------
     GeometryError
         The two arrays differ in shape.
     ValidationError
-        Not 3D, unsupported dtype, bad spacing, units, binarization or tolerance.
+        Not 3D, unsupported dtype, values ANIMA cannot read as unsigned short
+        (NaN, infinite, <= -1, >= 65536; negative integers), bad spacing, units
+        or tolerance.
     """
-    if units not in _UNITS:
-        msg = format_error(
-            f"units is {units!r}",
-            expected=f"one of {_UNITS}",
-            fix="pass units='mm' or units='voxel'",
-        )
-        raise ValidationError(msg)
-    if binarization not in _BINARIZATIONS:
-        msg = format_error(
-            f"binarization is {binarization!r}",
-            expected=f"one of {_BINARIZATIONS}",
-            fix="pass 'threshold' or 'anima'",
-        )
-        raise ValidationError(msg)
-    if not (math.isfinite(nsd_tolerance) and nsd_tolerance > 0):
-        msg = format_error(
-            f"nsd_tolerance is {nsd_tolerance!r}",
-            expected="a finite positive distance",
-            fix="pass e.g. 1.0",
-        )
-        raise ValidationError(msg)
+    _check_options(units, nsd_tolerance)
     vs = _spacing(voxel_size_mm)
-    s = _as_mask(pred, "prediction", threshold, binarization)
-    t = _as_mask(ref, "reference", threshold, binarization)
-    if s.shape != t.shape:
-        msg = format_error(
-            f"prediction shape {s.shape} differs from reference shape {t.shape}",
-            expected="both masks on the same voxel grid",
-            fix="resample the prediction onto the reference grid (nearest neighbour)",
-        )
-        raise GeometryError(msg)
+    p_arr, r_arr = _check_pair(pred, ref)
     spacing = vs if units == "mm" else (1.0, 1.0, 1.0)
-
-    n_s = int(np.count_nonzero(s))
-    n_t = int(np.count_nonzero(t))
-    union = s | t
-    if n_s + n_t:
-        box = _crop_box(union)
-        s, t = s[box], t[box]
-    inter = int(np.count_nonzero(s & t))
-    n_union = n_s + n_t - inter
-    tn = union.size - n_union
-    fp, fn = n_s - inter, n_t - inter
-
-    anima: dict[str, float | int] = {}
-    corrected: dict[str, float | int] = {}
-    nsd_key = f"nsd_{nsd_tolerance:g}mm"
-    have_maps = n_s > 0 and n_t > 0
-    if have_maps:
-        try:
-            maps = distance_maps(s, t, spacing)
-        except ValueError:  # a mask fills the image and has no contour
-            have_maps = False
-
-    if n_t == 0:
-        # ANIMA writes only the lesion counts of the prediction for an empty reference.
-        # Assumed (source not in our index): retained 6-connected lesions of the
-        # prediction (>= n_min voxels) and their total volume in units**3.
-        pred_lab, n_pred_lesions = label_lesions(s, anima_min_lesion_voxels(spacing))
-        anima["NbTestedLesions"] = n_pred_lesions
-        anima["VolTestedLesions"] = float(np.count_nonzero(pred_lab)) * float(np.prod(spacing))
-    else:
-        jac = inter / n_union
-        anima["Jaccard"] = jac
-        anima["Dice"] = 2.0 * jac / (1.0 + jac)
-        anima["Sensitivity"] = _ratio(inter, inter + fn)
-        anima["Specificity"] = _ratio(tn, tn + fp)
-        anima["PPV"] = _ratio(inter, inter + fp)
-        anima["NPV"] = _ratio(tn, tn + fn)
-        anima["RelativeVolumeError"] = (n_s - n_t) / n_t * 100
-        if have_maps:
-            anima["HausdorffDistance"] = anima_hausdorff(maps)
-            anima["ContourMeanDistance"] = anima_contour_mean_distance(maps)
-            anima["SurfaceDistance"] = anima_surface_distance(maps)
-        else:
-            for key in ANIMA_SURFACE_KEYS:
-                anima[key] = float("nan")
-        if lesion_detection:
-            det = anima_lesion_detection(s, t, spacing)
-            anima["PPVL"] = det.ppvl
-            anima["SensL"] = det.sensl
-            anima["F1_score"] = det.f1
-
-    if have_maps:
-        sd = surface_distances(maps)
-        corrected["assd"] = assd(sd)
-        corrected["hd95"] = hd_percentile(sd, 95.0)
-        corrected[nsd_key] = normalized_surface_distance(sd, nsd_tolerance)
-    else:
-        corrected["assd"] = corrected["hd95"] = corrected[nsd_key] = float("nan")
-    if lesion_detection:
-        m = match_lesions(s, t)
-        corrected["lesion_tp_1to1"] = m.tp_1to1
-        corrected["lesion_f1_1to1"] = m.f1_1to1
-        corrected["lesion_sensitivity_mr"] = m.sensitivity
-        corrected["lesion_ppv_mr"] = m.ppv
-        corrected["lesion_f1_mr"] = m.f1
-        corrected["n_ref_lesions"] = m.n_ref
-        corrected["n_pred_lesions"] = m.n_pred
-
+    if unreadable not in ("raise", "skip"):
+        msg = format_error(
+            f"unreadable is {unreadable!r}", expected="'raise' or 'skip'", fix="pass unreadable='skip'"
+        )
+        raise ValidationError(msg)
+    reading: AnimaPair | None = None
+    try:
+        reading = check_number_of_labels(
+            read_anima_labels(p_arr, "prediction"), read_anima_labels(r_arr, "reference")
+        )
+        info = reading.info
+    except ValidationError as exc:
+        if unreadable == "raise":
+            raise
+        info = AnimaInput("unreadable", 0, 0, str(exc))
+    s, t = (np.asarray(binarize(a, threshold), dtype=bool) for a in (p_arr, r_arr))
+    pair = _make_pair(s, t, spacing)
+    anima = {} if reading is None else _anima_metrics(reading, pair, threshold, spacing, lesion_detection)
+    corrected = _corrected_metrics(pair, nsd_tolerance, lesion_detection)
     return MetricsResult(
         anima={k: _clean(v) for k, v in anima.items()},
         corrected={k: _clean(v) for k, v in corrected.items()},
         units=units,
         voxel_size_mm=vs,
+        anima_input=info,
     )
 
 
@@ -390,14 +513,14 @@ def compute_metrics_files(
     units: Units = "mm",
     scan_id: str | None = None,
     threshold: float = 0.5,
-    binarization: Binarization = "threshold",
     nsd_tolerance: float = 1.0,
 ) -> MetricsResult:
     """:func:`compute_metrics` on two NIfTI files, after checking they share a voxel grid.
 
     Unlike ANIMA (which compares truncated origins and ignores spacing), the
     shape, voxel sizes, orientation, axes and origin must all match within
-    1e-3 mm.
+    1e-3 mm. The ANIMA values follow ANIMA's reading of the voxel values
+    (see :func:`compute_metrics`).
 
     Raises
     ------
@@ -411,13 +534,20 @@ def compute_metrics_files(
     ref = load_nifti(ref_path, scan_id=scan_id)
     pred = load_nifti(pred_path, scan_id=scan_id)
     check_same_geometry(ref, pred, what="prediction", scan_id=scan_id)
-    return compute_metrics(
-        pred.data,
-        ref.data,
-        ref.voxel_size_mm,
-        lesion_detection=lesion_detection,
-        units=units,
-        threshold=threshold,
-        binarization=binarization,
-        nsd_tolerance=nsd_tolerance,
-    )
+    try:
+        return compute_metrics(
+            pred.data,
+            ref.data,
+            ref.voxel_size_mm,
+            lesion_detection=lesion_detection,
+            units=units,
+            threshold=threshold,
+            nsd_tolerance=nsd_tolerance,
+        )
+    except ValidationError as exc:  # name the file a value error is about
+        side = str(exc).split(" ", 1)[0]
+        if side not in ("prediction", "reference"):
+            raise
+        path = pred_path if side == "prediction" else ref_path
+        where = f"scan {scan_id!r} {str(path)!r}" if scan_id else repr(str(path))
+        raise ValidationError(f"{where}: {exc}", path=path, scan_id=scan_id) from exc

@@ -106,3 +106,30 @@ def test_voxel_units_recorded(cohort):
     scans, pred_dir = cohort
     tables = validate_scans(scans[:1], find_predictions(scans, pred_dir), units="voxel")
     assert set(pd.unique(tables.metrics.column("units").to_pandas())) == {"voxel"}
+
+
+def test_a_prediction_anima_cannot_read_keeps_its_corrected_metrics(cohort, tmp_path):
+    # int16 background -1 (ANIMA's unsigned-short reader would wrap it to 65535): the
+    # ANIMA-compatible values cannot be reproduced, the corrected ones still can.
+    scans, pred_dir = cohort
+    preds = find_predictions(scans, pred_dir)
+    s = scans[0]
+    lesion = load_nifti(preds[s.scan_id].lesion_path)
+    odd = np.where(lesion.data > 0, 1, -1).astype(np.int16)
+    path = tmp_path / f"{s.scan_id}_lesion_seg.nii.gz"
+    save_nifti(path, odd, lesion.affine)
+    preds[s.scan_id] = type(preds[s.scan_id])(cord_path=preds[s.scan_id].cord_path, lesion_path=str(path))
+    tables = validate_scans([s], preds)
+    assert tables.failures == ()
+    m = tables.metrics.to_pandas()
+    lesion_rows = m[m.structure == "lesion"]
+    assert set(lesion_rows.source) == {"corrected"}
+    assert set(m[m.structure == "cord"].source) == {"anima", "corrected"}
+    good = validate_scans([s], find_predictions(scans, pred_dir)).metrics.to_pandas()
+    want = good[(good.structure == "lesion") & (good.source == "corrected")].set_index("metric").value
+    got = lesion_rows.set_index("metric").value
+    pd.testing.assert_series_equal(got.sort_index(), want.sort_index())
+    (note,) = [n for n in tables.manual_notes[s.scan_id] if "ANIMA" in n]
+    assert note.startswith("lesion masks: ANIMA-compatible metrics not computed (corrected metrics kept)")
+    assert "-1" in note
+    assert str(path) in note

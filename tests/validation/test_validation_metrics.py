@@ -70,6 +70,7 @@ def test_empty_prediction() -> None:
     assert a["NPV"] == pytest.approx(480 / 504)
     assert all(a[k] is None for k in ANIMA_SURFACE_KEYS)
     assert (a["PPVL"], a["SensL"], a["F1_score"]) == (0.0, 0.0, 0.0)
+    assert res.anima_input.path == "empty_prediction"
     c = res.corrected
     assert c["assd"] is None
     assert c["hd95"] is None
@@ -86,6 +87,7 @@ def test_empty_reference_reports_only_lesion_counts() -> None:
     )
     # 2 mm3 voxels: n_min = floor(3 / 2) + 1 = 2, so both lesions are kept: 6 voxels, 12 mm3.
     assert res.anima == {"NbTestedLesions": 2, "VolTestedLesions": 12.0}
+    assert (res.anima_input.path, res.anima_input.n_ref_labels) == ("empty_reference", 1)
     res_vox = compute_metrics(pred, np.zeros(SHAPE, bool), (1.0, 1.0, 2.0), units="voxel")
     assert res_vox.anima == {"NbTestedLesions": 1, "VolTestedLesions": 4.0}
     both_empty = compute_metrics(np.zeros(SHAPE), np.zeros(SHAPE), (1.0, 1.0, 1.0))
@@ -93,20 +95,22 @@ def test_empty_reference_reports_only_lesion_counts() -> None:
     assert both_empty.corrected["assd"] is None
 
 
-def test_threshold_and_anima_binarization() -> None:
+def test_anima_reading_and_threshold_are_separate() -> None:
     ref = np.zeros(SHAPE)
     ref[2:5, 2:5, 2:5] = 1.0
     soft = ref * 0.7  # a soft prediction: 0.7 inside
-    assert compute_metrics(soft, ref, (1, 1, 1)).anima["Dice"] == 1.0
-    # ANIMA truncates 0.7 to 0: the prediction is empty.
-    assert compute_metrics(soft, ref, (1, 1, 1), binarization="anima").anima["Dice"] == 0.0
+    res = compute_metrics(soft, ref, (1, 1, 1))
+    # ANIMA truncates 0.7 to 0: its prediction is empty; the corrected metrics see 0.7 > 0.5.
+    assert (res.anima["Dice"], res.anima_input.path) == (0.0, "empty_prediction")
+    assert res.corrected["assd"] == 0.0
+    # strictly above the threshold: 0.7 is not > 0.7, the corrected prediction is empty.
+    assert compute_metrics(soft, ref, (1, 1, 1), threshold=0.7).corrected["assd"] is None
     # ANIMA remaps labels: {0, 2} is a binary mask whose label 2 is foreground ...
-    assert compute_metrics(ref * 2, ref, (1, 1, 1), binarization="anima").anima["Dice"] == 1.0
-    assert (
-        compute_metrics(soft, ref, (1, 1, 1), threshold=0.7).anima["Dice"] == 0.0
-    )  # strictly above
+    assert compute_metrics(ref * 2, ref, (1, 1, 1)).anima["Dice"] == 1.0
     # ... and an image without 0 has its lowest value as background.
-    assert compute_metrics(ref + 1, ref, (1, 1, 1), binarization="anima").anima["Dice"] == 1.0
+    res = compute_metrics(ref + 1, ref, (1, 1, 1))
+    assert (res.anima["Dice"], res.anima_input.path) == (1.0, "binary")
+    assert res.corrected["assd"] is None  # every voxel > 0.5: the corrected prediction fills the image
 
 
 def test_lesion_keys_and_serialisation() -> None:
@@ -115,6 +119,9 @@ def test_lesion_keys_and_serialisation() -> None:
     assert list(res.anima)[-3:] == list(ANIMA_DETECTION_KEYS)
     js = res.to_json()
     assert js["units"] == "mm"
+    assert js["anima_input"] == {
+        "path": "binary", "n_pred_labels": 2, "n_ref_labels": 2, "warning": None
+    }
     assert js["corrected"]["n_ref_lesions"] == 1
     assert js["Dice"] == res.anima["Dice"]
     rows = res.to_rows("site1_sub-01", "lesion")
@@ -188,8 +195,6 @@ def test_errors() -> None:
         compute_metrics(pred, ref, (1, 0, 1))
     with pytest.raises(ValidationError, match="voxel_size_mm"):
         compute_metrics(pred, ref, (1, 1))
-    with pytest.raises(ValidationError, match="binarization"):
-        compute_metrics(pred, ref, (1, 1, 1), binarization="otsu")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="nsd_tolerance"):
         compute_metrics(pred, ref, (1, 1, 1), nsd_tolerance=0.0)
     with pytest.raises(ValidationError, match="dtype"):
