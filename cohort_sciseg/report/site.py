@@ -129,11 +129,20 @@ def _fmt(value: Any, digits: int = 3) -> str:
         return f"{x:,.{digits}f}".rstrip("0").rstrip(".")
     if isinstance(value, (int, np.integer)):
         return str(int(value))
+    if isinstance(value, (list, tuple, np.ndarray)):  # e.g. vertebral levels
+        return ", ".join(_fmt(v, digits) for v in value)
     return str(value)
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _blank(value: Any) -> bool:
+    """Missing, an empty string or an empty list (nothing to show)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return len(value) == 0
+    return _missing(value) or value == ""
 
 
 def scan_flags(row: Mapping[str, Any]) -> list[str]:
@@ -193,6 +202,8 @@ _FACTS = (
     ("max_axial_damage_ratio", "Max axial damage ratio"), ("cord_volume_mm3", "Cord volume (mm³)"),
     ("total_outside_cord_volume_mm3", "Lesion outside the cord (mm³)"), ("cord_dice", "Cord Dice vs manual"),
     ("lesion_dice", "Lesion Dice vs manual"), ("validation", "Validation"),
+    ("lesion_vert_levels", "Vertebral levels with lesion"), ("nli_slice", "NLI slice"),
+    ("nli_ap_diameter_mm", "Cord A-P diameter at the NLI slice (mm)"),
     ("suspect_reasons", "Suspect because"), ("notes", "Notes"), ("seconds_segment", "Model time (s)"),
 )  # not the scan's total time: the page is made before the scan ends (tables/scans has it)
 
@@ -244,7 +255,7 @@ def write_scan_page(
     except (CohortSciSegError, OSError, ValueError, MemoryError) as exc:
         error = str(exc)
         logger.warning("QC images of %s not made: %s", scan_id, exc)
-    facts = [(label, _fmt(scan.get(k))) for k, label in _FACTS if not _missing(scan.get(k)) and scan.get(k) != ""]
+    facts = [(label, _fmt(scan.get(k))) for k, label in _FACTS if not _blank(scan.get(k))]
     prov: list[tuple[str, str]] = [
         ("key", key), ("segmenter", _fmt(scan.get("segmenter"))), ("model checksum", _fmt(scan.get("model_checksum"))),
         ("image", str(image_path)), ("cord mask", str(cord_path)), ("lesion mask", str(lesion_path)),
@@ -277,13 +288,15 @@ def _scan_view(scan: Mapping[str, Any]) -> dict[str, str]:
 _LESION_COLUMNS = (
     "lesion_id", "volume_mm3", "length_mm", "width_mm", "max_axial_damage_ratio", "outside_cord_volume_mm3",
     "dorsal_bridge_width_mm", "ventral_bridge_width_mm", "total_bridge_width_mm", "z_min_slice", "z_max_slice",
+    "vert_levels", "vert_level_centroid",
 )
 
 
 def _lesion_view(lesions: pd.DataFrame | None) -> pd.DataFrame | None:
     if lesions is None or lesions.empty:
         return None
-    cols = [c for c in _LESION_COLUMNS if c in lesions]
+    # vertebral levels only where a labelling gave them
+    cols = [c for c in _LESION_COLUMNS if c in lesions and not (c.startswith("vert_") and lesions[c].isna().all())]
     return lesions[cols].sort_values(cols[:1]).reset_index(drop=True)
 
 

@@ -125,6 +125,13 @@ def test_nli_and_vertebral_levels_reach_the_tables(source, tmp_path):
         {lv for v in mine.vert_levels for lv in v}, key=["C3", "T1"].index
     )
     assert lesions[lesions.scan_id != c.scan_id].vert_levels.isna().all()
+    # the QC scan pages show them
+    page_c = next((out / "report" / "scans").glob(f"*/{c.scan_id}.html")).read_text()
+    assert "Vertebral levels with lesion" in page_c
+    assert "vert_level_centroid" in page_c
+    page_a = next((out / "report" / "scans").glob(f"*/{a.scan_id}.html")).read_text()
+    assert "Cord A-P diameter at the NLI slice" in page_a
+    assert "vert_level_centroid" not in page_a
 
     # resume: unchanged scans are skipped; a new labelling redoes only its scan
     write_discs(Path(a.image_path), root, {3: n_a - 1})
