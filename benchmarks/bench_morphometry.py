@@ -255,8 +255,9 @@ def sct_style_measure(
         if mid_axial:
             dors, vents = [], []
             for axial_slice in mid_axial:
-                b1 = bridges.get((s1, axial_slice), {"dorsal": 0, "ventral": 0})
-                b2 = bridges.get((s2, axial_slice), {"dorsal": 0, "ventral": 0})
+                # SCT master (PR #5202): a slice without the lesion takes the other slice's value
+                b1 = bridges.get((s1, axial_slice)) or bridges[s2, axial_slice]
+                b2 = bridges.get((s2, axial_slice)) or bridges[s1, axial_slice]
                 c = p_lst[1] * np.cos(angles_sag[int(axial_slice)])
                 dors.append(((1 - f) * b1["dorsal"] + f * b2["dorsal"]) * c)
                 vents.append(((1 - f) * b1["ventral"] + f * b2["ventral"]) * c)
@@ -265,12 +266,10 @@ def sct_style_measure(
             totals = []
             for zz in np.unique(np.where(im_cur)[2]):
                 n = []
-                for sag in (s1, s2):
-                    ys = np.where(im_sc[sag, :, zz])[0]
-                    n.append(ys[-1] - ys[0] + 1 if len(ys) else 0)
-                t = ((1 - f) * n[0] + f * n[1]) * p_lst[1] * np.cos(angles_sag[zz])
-                if t > 0:
-                    totals.append(t)
+                for sag in (s1, s2):  # SCT: number of cord voxels on each line, both needed
+                    n.append(len(np.where(im_sc[sag, :, zz])[0]))
+                if n[0] and n[1]:
+                    totals.append(((1 - f) * n[0] + f * n[1]) * p_lst[1] * np.cos(angles_sag[zz]))
             dorsal = ventral = (min(totals) / 2) if totals else math.nan
         row["dorsal_bridge_width_mm"], row["ventral_bridge_width_mm"] = float(dorsal), float(ventral)
         row["total_bridge_width_mm"] = float(dorsal + ventral)
