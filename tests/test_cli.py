@@ -76,17 +76,139 @@ def test_run_strict_stops_before_any_scan(tree, tmp_path, capsys):
 
 
 def test_an_internal_error_has_its_own_exit_status(tree, tmp_path, capsys, monkeypatch):
-    """A bug (an uncaught exception) exits 70, never 1 ("finished, some scans failed")."""
+    """A bug (an uncaught exception) exits 70, never 1 ("finished, some scans failed") nor 2 ("fix this"):
+    one line on the terminal naming the log file that holds the traceback."""
     import cohort_sciseg.cli as cli
 
     def boom(self, out=None):
-        raise ZeroDivisionError("a bug")
+        raise KeyError("a bug")
 
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setattr(cli.DiscoverCommand, "run", boom)
     assert main(["discover", str(tree)]) == cli.EXIT_CRASH == 70
     err = capsys.readouterr().err
-    assert "ZeroDivisionError: a bug" in err
-    assert "internal error" in err
+    assert "cohort-sciseg discover: internal error (KeyError: 'a bug'); the traceback is in " in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    logs = list((tmp_path / "state" / "cohort-sciseg" / "logs").glob("crash-*.log"))
+    assert len(logs) == 1
+    assert str(logs[0]) in err
+    text = logs[0].read_text()
+    assert f"command line: cohort-sciseg discover {tree}" in text
+    assert "Traceback" in text
+    assert "KeyError: 'a bug'" in text
+
+
+def test_an_internal_error_of_run_goes_to_the_run_log(tree, tmp_path, capsys, monkeypatch):
+    """Inside `run`, the traceback is appended to the run's own log file (logs/runs/run-*.log)."""
+    import cohort_sciseg.batch.runner as runner
+
+    def boom(*args, **kwargs):
+        raise TypeError("a bug in the runner")
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(runner, "_run", boom)
+    out = tmp_path / "out"
+    rc = main(["run", str(tree), "-o", str(out), "--segmenter", "copy-manual", "--no-progress"])
+    assert rc == 70
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    logs = list((out / "logs" / "runs").glob("run-*.log"))
+    assert len(logs) == 1
+    assert f"internal error (TypeError: a bug in the runner); the traceback is in {logs[0]}" in err
+    assert "TypeError: a bug in the runner" in logs[0].read_text()
+    assert not (tmp_path / "state").exists()
+
+
+def test_every_subcommand_builds_its_command_from_the_parser():
+    """The parser's entries are exactly fields of each command (no hand-written dispatch to forget)."""
+    from dataclasses import fields
+
+    from cohort_sciseg.cli import parser
+
+    argv = {
+        "discover": ["discover", "b"], "synth": ["synth", "o"], "analyze-lesion": ["analyze-lesion", "-m", "l", "-s", "c"],
+        "metrics": ["metrics", "-i", "p", "-r", "r", "-o", "o.json"], "validate": ["validate", "b", "-o", "o"],
+        "run": ["run", "b", "-o", "o"], "report": ["report", "o"], "ratings worklist": ["ratings", "worklist", "r", "o"],
+        "ratings prepare": ["ratings", "prepare", "r", "o"], "segment": ["segment", "i.nii.gz"], "demo": ["demo"],
+    }
+    built = {}
+    for name, args in argv.items():
+        ns = parser.build_parser().parse_args(args)
+        command = parser.command_from_namespace(ns)
+        given = set(vars(ns)) - {"verbose", "command", "action", "command_class"}
+        assert given <= {f.name for f in fields(command)}  # type: ignore[arg-type]
+        built[name] = type(command).__name__
+    assert len(set(built.values())) == len(argv)
+    ns = parser.build_parser().parse_args(["analyze-lesion", "-m", "l.nii.gz", "-s", "c", "-nli-slice", "7",
+                                           "-ofolder", "out"])
+    cmd = parser.command_from_namespace(ns)
+    assert (cmd.nli_slice, cmd.output_folder, cmd.prefix()) == (7, Path("out"), Path("out/l_analysis"))  # type: ignore[attr-defined]
+    ns.typo = 1
+    with pytest.raises(TypeError, match="not its fields"):
+        parser.command_from_namespace(ns)
+
+
+# -- known conditions are refused before any work, with the valid values -------------------------
+
+
+def test_validate_unknown_reference_is_refused_before_any_metric(tree, tmp_path, capsys, monkeypatch):
+    import cohort_sciseg.validation.cohort as cohort
+
+    def no_metrics(*args, **kwargs):
+        raise AssertionError("metrics computed before the options were checked")
+
+    monkeypatch.setattr(cohort, "validate_scans", no_metrics)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    rc = main(["validate", str(tree), "-p", f"dil={preds}", "-p", f"ero={preds}", "-o", str(tmp_path / "v"),
+               "--reference", "typo"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "reference method 'typo' is not among the methods of the predictions; expected one of ['dil', 'ero']" in err
+    assert "Fix:" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "v").exists()
+    assert main(["validate", str(tree), "-p", f"dil={preds}", "-o", str(tmp_path / "v"), "--stratify", "etiolgy"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot stratify by 'etiolgy'" in err
+    assert "site, sub" in err  # the valid columns
+    assert not (tmp_path / "v").exists()
+    assert main(["validate", str(tree), "-p", f"=={preds}", "-o", str(tmp_path / "v")]) == 2
+    assert "empty method name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("segmenter", "option", "message"),
+    [
+        ("nnunet", "typo=1", "unknown nnunet segmenter option 'typo'; expected one of model, folds, checkpoint, device"),
+        ("nnunet", "devcie=cpu", "(did you mean 'device'?)"),
+        ("nnunet", "tta=yes", "tta='yes' has the wrong type; expected true or false"),
+        ("nnunet", "device=gpu", "Fix: pass --device auto, cpu or cuda (run: --segmenter-option device=cpu)"),
+        ("nnunet", "checkpoint=last", "expected 'auto', 'final' or 'best'"),
+        ("nnunet", "threads=0", "(run: --segmenter-option threads=N)"),
+        ("copy-manual", "dilate=1", "segmenter 'copy-manual' has no option 'dilate' (did you mean 'dilate_lesions'?)"),
+    ],
+)
+def test_run_segmenter_options_are_checked_before_any_work(tree, tmp_path, capsys, segmenter, option, message):
+    out = tmp_path / "out"
+    rc = main(["run", str(tree), "-o", str(out), "--segmenter", segmenter, "--segmenter-option", option,
+               "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cohort-sciseg run: error: ")
+    assert message in err
+    assert "Fix:" in err
+    assert "Traceback" not in err
+    assert not out.exists()  # no folder, no discovery, no model
+
+
+def test_demo_checks_segmenter_options_before_the_cohort(tmp_path):
+    from cohort_sciseg.errors import SegmentationError
+
+    with pytest.raises(SegmentationError, match="has no option 'dilate'"):
+        DemoCommand(out=tmp_path / "demo", segmenter="copy-manual", segmenter_options=["dilate=1"]).run(io.StringIO())
+    assert not (tmp_path / "demo").exists()
 
 
 def test_main_strict_stops_at_first_problem(tree, capsys):

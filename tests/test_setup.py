@@ -79,3 +79,25 @@ def test_importing_the_package_has_no_side_effects():
         "assert 'torch' not in sys.modules and 'dask' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_runs_as_a_module_and_imports_no_torch():
+    """`python -m cohort_sciseg.cli` (benchmarks/gpu/kit.py) works; the parser and commands load no torch/dask."""
+    r = subprocess.run([sys.executable, "-m", "cohort_sciseg.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("cohort-sciseg ")
+    code = (
+        "import sys; from cohort_sciseg.cli import main, parser, commands;"
+        "from cohort_sciseg.cli import _command, _parser, _segmenter_spec;"
+        "parser.command_from_namespace(parser.build_parser().parse_args(['segment', 'x.nii.gz']));"
+        "assert 'torch' not in sys.modules and 'dask' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_modules_stay_small():
+    """The command line is a package of small modules (house style: a module under ~600 lines)."""
+    sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
+             for p in (REPO / "cohort_sciseg" / "cli").rglob("*.py")}
+    assert sizes
+    assert {k: v for k, v in sizes.items() if v >= 600} == {}

@@ -135,3 +135,22 @@ def test_run_command_line_is_quiet_and_takes_the_synth_folder(tmp_path):
     logs = list((out / "logs" / "runs").glob("run-*.log"))
     assert len(logs) == 1
     assert "distributed.scheduler" in logs[0].read_text()
+
+
+def test_internal_error_traceback_only_with_verbose(terminal, tmp_path, monkeypatch, capsys):
+    """An internal error is one line on the terminal; -v also prints its traceback (the log file has it anyway)."""
+    import cohort_sciseg.cli as cli
+
+    def boom(self, out=None):
+        raise ValueError("unexpected")
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(cli.SynthCommand, "run", boom)
+    assert cli.main(["synth", str(tmp_path / "c")]) == cli.EXIT_CRASH
+    quiet = capsys.readouterr().err
+    assert "Traceback" not in quiet
+    assert "internal error (ValueError: unexpected)" in quiet
+    assert cli.main(["-v", "synth", str(tmp_path / "c")]) == cli.EXIT_CRASH
+    loud = capsys.readouterr().err
+    assert "Traceback" in loud
+    assert len(list((tmp_path / "cohort-sciseg" / "logs").glob("crash-*.log"))) >= 1

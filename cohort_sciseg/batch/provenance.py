@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cohort_sciseg._version import __version__
+from cohort_sciseg.batch.gpus import gpu_names
 from cohort_sciseg.batch.layout import site_dataset
-from cohort_sciseg.io import write_json
+from cohort_sciseg.io import write_dataset_description
 from cohort_sciseg.records import Scan
 
 __all__ = ["environment", "gpu_names", "write_dataset_descriptions"]
@@ -32,23 +33,19 @@ def write_dataset_descriptions(out_dir: Path, scans: Sequence[Scan], describe: d
         names.setdefault(s.site, set()).add(s.dataset_name)
     written = []
     for site in sorted(roots):
-        path = site_dataset(out_dir, site) / "dataset_description.json"
-        write_json(
-            path,
-            {
-                "Name": f"cohort-sciseg segmentations of {', '.join(sorted(names[site]))} (site {site})",
-                "BIDSVersion": "1.9.0",
-                "DatasetType": "derivative",
-                "GeneratedBy": [
-                    {
-                        "Name": "cohort-sciseg",
-                        "Version": __version__,
-                        "Description": f"cord and lesion masks by the nnU-Net model {describe.get('name')} "
-                        f"(checksum {describe.get('checksum')})",
-                    }
-                ],
-                "SourceDatasets": [{"URL": Path(r).resolve().as_uri()} for r in sorted(roots[site])],
-            },
+        path = write_dataset_description(
+            site_dataset(out_dir, site),
+            name=f"cohort-sciseg segmentations of {', '.join(sorted(names[site]))} (site {site})",
+            dataset_type="derivative",
+            generated_by=[
+                {
+                    "Name": "cohort-sciseg",
+                    "Version": __version__,
+                    "Description": f"cord and lesion masks by the nnU-Net model {describe.get('name')} "
+                    f"(checksum {describe.get('checksum')})",
+                }
+            ],
+            source_datasets=[Path(r).resolve().as_uri() for r in sorted(roots[site])],
         )
         written.append(path)
     return written
@@ -69,17 +66,3 @@ def environment() -> dict[str, Any]:
         "versions": versions,
     }
 
-
-def gpu_names() -> list[str]:
-    """Names of this machine's NVIDIA GPUs (``nvidia-smi -L``; none without it). No torch import."""
-    import shutil
-    import subprocess
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.startswith("GPU ")]

@@ -34,16 +34,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-
-import pyarrow as pa
 
 from cohort_sciseg._version import __version__
 from cohort_sciseg.batch.layout import check_naming, migrate_previous_layout
 from cohort_sciseg.batch.progress import Progress
 from cohort_sciseg.batch.provenance import environment, write_dataset_descriptions
+from cohort_sciseg.batch.results import device_busy, failures_of, table_counts, validate_run
 from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import (
@@ -55,17 +55,20 @@ from cohort_sciseg.batch.tasks import (
     prepare_stage,
     process_scan,
     record_failure,
+    resumed_outcome,
 )
 from cohort_sciseg.discover import expand_dataset_folders, find_scans
-from cohort_sciseg.io import read_partitioned_table, write_json, write_parquet
+from cohort_sciseg.io import write_json, write_parquet
 from cohort_sciseg.io.atomic import sweep_partial_files
 from cohort_sciseg.records import (
     Failure,
     Scan,
-    failures_from_table,
     failures_to_table,
     scans_to_table,
 )
+
+# Names the benchmarks patch (benchmarks/bench_scale.py).
+_validate, _failures_of, _table_counts = validate_run, failures_of, table_counts
 
 __all__ = ["RunOptions", "RunSummary", "device_busy", "run_cohort", "sweep_partial_files"]
 
@@ -351,7 +354,7 @@ def _run(
     write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
     phases["compact_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    validation = _validate(out, scans, opts) if opts.validate else None
+    validation = _validate(out, scans) if opts.validate else None
     phases["validate_s"] = time.perf_counter() - t
     if validation is not None:
         tables["validation"] = validation
@@ -404,79 +407,6 @@ def _output_folder(out_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
-def device_busy(outcomes: Sequence[Outcome]) -> dict[str, dict[str, float]]:
-    """How busy the model kept each worker's device: ``{worker: {busy_s, span_s, fraction, scans}}``.
-
-    ``span_s`` runs from the first model start to the last model end on that
-    worker; ``fraction`` = busy / span (1.0: the device never waited for CPU work
-    between scans). Only staged runs record device intervals.
-    """
-    by_worker: dict[str, list[tuple[float, float]]] = {}
-    for o in outcomes:
-        if o.device is not None:
-            by_worker.setdefault(o.device[0], []).append((o.device[1], o.device[2]))
-    result = {}
-    for worker, spans in sorted(by_worker.items()):
-        busy = sum(b - a for a, b in spans)
-        span = max(b for _, b in spans) - min(a for a, _ in spans)
-        result[worker] = {
-            "busy_s": busy, "span_s": span, "fraction": busy / span if span > 0 else 1.0, "scans": float(len(spans)),
-        }
-    return result
-
-
-def _validate(out: Path, scans: Sequence[Scan], opts: RunOptions) -> Path | None:
-    """The validation study of the run's predictions (when some scans have manual masks)."""
-    from cohort_sciseg.report.validation import write_validation
-    from cohort_sciseg.validation.study import flat_scans
-
-    metrics_dir = out / "tables" / "metrics"
-    if not any(metrics_dir.glob("site=*/*.parquet")):
-        return None
-    metrics = _read_partitioned(metrics_dir)
-    biomarkers = _read_partitioned(out / "tables" / "biomarkers")
-    target = out / "validation"
-    write_validation(target, metrics, biomarkers, flat_scans(scans), figures=True)
-    return target
-
-
-def _read_partitioned(folder: Path) -> Any:
-    """A hive-partitioned table as pandas, with ``site`` as plain strings."""
-    import pandas as pd
-
-    table = read_partitioned_table(folder)
-    return pd.DataFrame() if table is None else table.to_pandas()
-
-
-def _failures_of(store: RecordStore, scans: Sequence[Scan]) -> tuple[list[Failure], list[Failure]]:
-    """Failure records of the run's scans: of failed scans, and of done scans whose validation was excluded."""
-    failed: list[Failure] = []
-    excluded: list[Failure] = []
-    for s in scans:
-        c = store.current(s.site, s.scan_id)
-        if c is None or not c.tables.get("failures"):
-            continue
-        t = store.read(c, "failures")
-        if t is None or not t.num_rows:
-            continue
-        records = failures_from_table(t.append_column("site", pa.array([s.site] * t.num_rows, pa.string())))
-        (failed if c.status == "failed" else excluded).extend(records)
-    return failed, excluded
-
-
-def _table_counts(store: RecordStore, scans: Sequence[Scan]) -> dict[str, int]:
-    """What the tables hold beyond this run's outcomes: suspect scans, and rows of earlier runs' scans."""
-    this = {s.scan_id for s in scans}
-    counts: Counter[str] = Counter()
-    for c in store.commits():
-        if c.scan_id not in this:
-            counts["earlier_runs"] += 1
-            counts["earlier_failed"] += c.status == "failed"
-        elif c.status == "done" and (c.info or {}).get("suspect"):
-            counts["suspect"] += 1
-    return dict(counts)
-
-
 def _schedule(
     scans: Sequence[Scan],
     config: TaskConfig,
@@ -488,9 +418,17 @@ def _schedule(
 ) -> list[Outcome]:
     if not scans:
         return []
+    total = len(scans)
+    outcomes = _resumed(scans, config, phases)
+    if outcomes:
+        done = {o.scan_id for o in outcomes}
+        scans = [s for s in scans if s.scan_id not in done]
+        logger.info("%d scan(s) already done under the same key (resume)", len(outcomes))
+    cluster["started"] = bool(scans)
+    if not scans:  # nothing to do: no cluster
+        return outcomes
     from distributed import as_completed, performance_report
 
-    outcomes: list[Outcome] = []
     store = RecordStore(out)
     report = out / "logs" / f"dask-performance-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -527,7 +465,9 @@ def _schedule(
             return fut
 
         first = [submit(s) for s in itertools.islice(pending, window)]
-        progress = Progress(len(scans), stream if opts.progress else None)
+        progress = Progress(total, stream if opts.progress else None)
+        for skipped in outcomes:
+            progress.update(skipped)
         link = None
         with contextlib.suppress(Exception):  # no dashboard (bokeh missing, external scheduler without one)
             link = client.dashboard_link
@@ -551,6 +491,17 @@ def _schedule(
         t1 = time.perf_counter()
     phases["cluster_stop_and_report_s"] = time.perf_counter() - t1
     return outcomes
+
+
+def _resumed(scans: Sequence[Scan], config: TaskConfig, phases: dict[str, float]) -> list[Outcome]:
+    """The scans a resume skips, checked here before any cluster starts (threads: hashing is I/O)."""
+    if not config.resume:
+        return []
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=min(8, len(scans))) as pool:
+        found = list(pool.map(lambda s: resumed_outcome(s, config), scans))
+    phases["resume_check_s"] = time.perf_counter() - t0
+    return [o for o in found if o is not None]
 
 
 def _split_stages(stages: str, gpu: bool, config: TaskConfig) -> bool:

@@ -29,7 +29,9 @@ workers of one scan's stages).
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ __all__ = [
     "Segmenter",
     "SegmenterSpec",
     "StagedSegmenter",
+    "check_options",
     "get_segmenter",
     "is_staged",
     "resolve_factory",
@@ -124,6 +127,48 @@ def resolve_factory(plugin: str) -> Callable[..., Segmenter]:
             fix="install the plugin's package on every worker",
         )
         raise SegmentationError(msg) from exc
+
+
+#: Option checkers of built-in factories that take ``**options`` (a plugin's factory may carry its own
+#: ``check_options(options: dict) -> None`` attribute instead).
+_CHECKERS = {"cohort_sciseg.batch.nnunet:NnunetSegmenter": "cohort_sciseg.segment.options:check_settings"}
+
+
+def check_options(spec: SegmenterSpec) -> None:
+    """Refuse unknown option names (and, where the plugin checks them, bad values) of ``spec``.
+
+    Cheap and done before any work (``run`` calls it before discovery): the plugin's
+    factory is imported, not called. A factory with named parameters is checked
+    against them; one that takes ``**options`` by its ``check_options`` attribute, or
+    the built-in checker of ``nnunet``
+    (:func:`~cohort_sciseg.segment.options.check_settings`); otherwise not at all.
+    """
+    factory = resolve_factory(spec.plugin)
+    options = spec.options_dict
+    checker = getattr(factory, "check_options", None)
+    target = _CHECKERS.get(f"{getattr(factory, '__module__', '')}:{getattr(factory, '__qualname__', '')}")
+    if checker is None and target is not None:
+        module, _, attr = target.partition(":")
+        checker = getattr(importlib.import_module(module), attr)
+    if callable(checker):
+        checker(options)
+        return
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read (a C type): the factory will say
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for name in options:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            msg = format_error(
+                f"segmenter {spec.plugin!r} has no option {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                expected=f"one of {', '.join(valid)}" if valid else "no options",
+                fix="correct the name (run: --segmenter-option NAME=VALUE; --model is an nnunet option), or drop it",
+            )
+            raise SegmentationError(msg)
 
 
 _cache: dict[SegmenterSpec, Segmenter] = {}

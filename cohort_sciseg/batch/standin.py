@@ -21,10 +21,10 @@ from scipy import ndimage
 
 from cohort_sciseg.discover import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
 from cohort_sciseg.io import (
-    NIFTI_EXTENSIONS,
     check_same_geometry,
+    find_labels_masks,
+    image_folder,
     load_nifti,
-    nifti_stem,
     save_nifti,
 )
 
@@ -32,19 +32,13 @@ __all__ = ["CopyManualSegmenter"]
 
 
 def _manual(image: Path, suffixes: tuple[str, ...]) -> Path | None:
-    # <root>/sub-X/[ses-Y/]anat/<stem>.nii.gz -> <root>/derivatives/labels/<same relative folder>
-    parts = image.parts
-    subs = [i for i, p in enumerate(parts) if p.startswith("sub-")]
-    if not subs:
-        return None
-    root = Path(*parts[: subs[0]])
-    rel = Path(*parts[subs[0] : -1])
-    for suffix in suffixes:
-        for ext in NIFTI_EXTENSIONS:
-            cand = root / "derivatives" / "labels" / rel / f"{nifti_stem(image)}_{suffix}{ext}"
-            if cand.is_file():
-                return cand
-    return None
+    """The manual mask discovery would read for ``image`` (same rule: :mod:`cohort_sciseg.io.derivatives`)."""
+    try:
+        root, _ = image_folder(image)
+    except ValueError:
+        return None  # not in a BIDS anat folder: no manual mask, an empty prediction
+    found = find_labels_masks(root, image, suffixes)
+    return found[0] if found else None
 
 
 class CopyManualSegmenter:

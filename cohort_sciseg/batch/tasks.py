@@ -205,6 +205,22 @@ def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any],
     return store, doc, key, "skipped" if config.resume else None
 
 
+def resumed_outcome(scan: Scan, config: TaskConfig) -> Outcome | None:
+    """``skipped`` when ``config.resume`` and a ``done`` record holds the scan's current key, else ``None``.
+
+    The client's check before any task (the same rule as :func:`prepare_stage`):
+    a resume with nothing to do starts no cluster. A scan without a ``done``
+    record is answered from the store alone, without hashing its files.
+    """
+    if not config.resume:
+        return None
+    current = RecordStore(config.out_dir).current(scan.site, scan.scan_id)
+    if current is None or current.status != "done":
+        return None
+    _, _, key, already = _start(scan, config)
+    return Outcome(scan.scan_id, scan.site, "skipped", key) if already == "skipped" else None
+
+
 def process_scan(scan: Scan, config: TaskConfig) -> Outcome:
     """Segment, measure and (with manual masks) validate one scan in one task; commit its rows.
 

@@ -6,7 +6,9 @@ name up to ``_<suffix>``, in the mirrored folder::
     sub-01/ses-01/anat/sub-01_ses-01_acq-sag_T2w.nii.gz
     derivatives/labels/sub-01/ses-01/anat/sub-01_ses-01_acq-sag_T2w_seg-manual.nii.gz
 
-This is the layout of the spine-generic and SCIseg datasets. Vertebral
+This is the layout of the spine-generic and SCIseg datasets; the path of an
+image's mask is named in one place, :func:`cohort_sciseg.io.labels_mask_path`,
+which this module's parsing (:func:`mask_image_stem`) inverts. Vertebral
 labellings are found the same way: ``sct_label_vertebrae``'s labelled cord
 (``<image stem>_seg_labeled.nii.gz``, every cord voxel holding its level number)
 and disc labels (``<image stem>_label-disc*.nii.gz``, single voxels holding the
@@ -30,6 +32,7 @@ from fnmatch import fnmatchcase
 from cohort_sciseg.discover._fs import entry_kind, inside, kind_of, list_dir, unusable
 from cohort_sciseg.discover.entities import split_extension
 from cohort_sciseg.errors import DiscoveryError, format_error
+from cohort_sciseg.io.derivatives import LABELS_DIR
 
 __all__ = [
     "DEFAULT_CORD_SUFFIXES",
@@ -54,8 +57,6 @@ DEFAULT_VERTEBRAL_SUFFIXES: tuple[str, ...] = ("*seg*_labeled",)
 DEFAULT_DISC_SUFFIXES: tuple[str, ...] = ("label-disc*", "labels-disc*", "*_labeled_disc*")
 
 _GLOB = frozenset("*?[")
-
-LABELS_DIR = ("derivatives", "labels")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Safe NIfTI I/O: checked loading, orientation, geometry checks, atomic writes."""
+"""Safe NIfTI I/O: checked loading, orientation, geometry checks, atomic writes, BIDS derivatives."""
 
 from cohort_sciseg.io.atomic import (
     atomic_path,
@@ -7,6 +7,16 @@ from cohort_sciseg.io.atomic import (
     sha256_file,
     write_json,
     write_parquet,
+)
+from cohort_sciseg.io.derivatives import (
+    BIDS_VERSION,
+    LABELS_DIR,
+    copy_mask_to_labels,
+    find_labels_masks,
+    image_folder,
+    labels_mask_path,
+    preferred_mask,
+    write_dataset_description,
 )
 from cohort_sciseg.io.geometry import (
     DEFAULT_ATOL_MM,
@@ -49,10 +59,12 @@ from cohort_sciseg.io.orientation import (
 from cohort_sciseg.io.tables import read_partitioned_table
 
 __all__ = [
+    "BIDS_VERSION",
     "DEFAULT_ATOL_MM",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_VOXELS",
     "DEFAULT_THRESHOLD",
+    "LABELS_DIR",
     "MAX_ABS_INTENSITY",
     "MAX_VOXEL_MM",
     "MIN_VOXEL_MM",
@@ -71,12 +83,17 @@ __all__ = [
     "binarize",
     "check_image_values",
     "check_same_geometry",
+    "copy_mask_to_labels",
+    "find_labels_masks",
     "from_nibabel_axcodes",
     "grid_differences",
+    "image_folder",
     "inspect_mask",
+    "labels_mask_path",
     "load_nifti",
     "nifti_stem",
     "orientation_code",
+    "preferred_mask",
     "read_header",
     "read_partitioned_table",
     "reorient",
@@ -84,6 +101,7 @@ __all__ = [
     "sha256_file",
     "to_nibabel_axcodes",
     "voxel_sizes",
+    "write_dataset_description",
     "write_json",
     "write_parquet",
 ]

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cohort_sciseg.io import atomic_write_bytes
-from cohort_sciseg.validation.stats import bland_altman
+from cohort_sciseg.validation.stat_tests import bland_altman
 
 __all__ = [
     "bland_altman_figure",

@@ -48,12 +48,15 @@ from cohort_sciseg._version import __version__
 from cohort_sciseg.discover import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
 from cohort_sciseg.errors import ReportError, format_error
 from cohort_sciseg.io import (
-    NIFTI_EXTENSIONS,
     atomic_write_bytes,
+    copy_mask_to_labels,
+    find_labels_masks,
+    image_folder,
+    labels_mask_path,
     nifti_stem,
+    preferred_mask,
     read_partitioned_table,
     sha256_file,
-    write_json,
 )
 
 __all__ = [
@@ -502,9 +505,16 @@ def _run_scans(out_dir: Path) -> pd.DataFrame:
 
 
 def _dataset_folder(scan_id: str, image: Path, sub: str, ses: str | None) -> tuple[Path, Path]:
-    """``(dataset root, image folder relative to it)`` of ``<root>/sub-X/[ses-Y/]anat/<image>``."""
+    """``(dataset root, image folder relative to it)`` of ``<root>/sub-X/[ses-Y/]anat/<image>``.
+
+    The folder must be the one of the scans table's ``sub`` and ``ses``.
+    """
     rel = Path(f"sub-{sub}", *([f"ses-{ses}"] if ses else []), "anat")
-    if not image.is_absolute() or image.parent.parts[-len(rel.parts) :] != rel.parts:
+    try:
+        root, found = image_folder(image)
+    except ValueError:
+        root, found = image.parent, Path()
+    if not image.is_absolute() or found != rel:
         msg = format_error(
             f"the image {str(image)!r} is not in a BIDS folder {str(rel)!r}",
             scan_id=scan_id,
@@ -512,18 +522,7 @@ def _dataset_folder(scan_id: str, image: Path, sub: str, ses: str | None) -> tup
             fix="re-run `cohort-sciseg run --resume` on the BIDS datasets to rewrite the scans table",
         )
         raise ReportError(msg, path=image, scan_id=scan_id)
-    return image.parents[len(rel.parts)], rel
-
-
-def _existing_masks(folder: Path, image_stem: str, suffixes: Sequence[str]) -> list[Path]:
-    """Manual masks of one structure in ``folder``, in discovery's order of preference."""
-    found = [
-        (rank, str(folder / f"{image_stem}_{suffix}{ext}"))
-        for rank, suffix in enumerate(suffixes)
-        for ext in NIFTI_EXTENSIONS
-        if (folder / f"{image_stem}_{suffix}{ext}").is_file()
-    ]
-    return [Path(p) for _, p in sorted(found)]
+    return root, rel
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -597,16 +596,14 @@ def worklist(
         s = scans.loc[str(r["scan_id"])]
         image = Path(str(s["image_path"]))
         ses = _str_or_none(s["ses"])
-        root, rel = _dataset_folder(str(r["scan_id"]), image, str(s["sub"]), ses)
-        labels = root / "derivatives" / "labels" / rel
-        stem = nifti_stem(image)
+        root, _ = _dataset_folder(str(r["scan_id"]), image, str(s["sub"]), ses)
         row = {c: r.get(c) for c in RATING_COLUMNS}
         row.update(site=str(s["site"]), sub=str(s["sub"]), ses=ses, image_path=str(image))
         for structure, suffixes in _STRUCTURES:
             pred = _str_or_none(s[f"{structure}_seg_path"])
             row[f"{structure}_seg_path"] = None if pred is None else str(out / pred)
-            row[f"{structure}_target_path"] = str(labels / f"{stem}_{suffixes[0]}.nii.gz")
-            existing = _existing_masks(labels, stem, suffixes)
+            row[f"{structure}_target_path"] = str(labels_mask_path(root, image, suffixes[0]))
+            existing = find_labels_masks(root, image, suffixes)
             row[f"{structure}_existing_path"] = str(existing[0]) if existing else None
         rows.append(row)
     return pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS), dtype="str")
@@ -626,7 +623,9 @@ def prepare_corrections(worklist_df: pd.DataFrame, *, overwrite: bool = False) -
     copy is written atomically, with a JSON sidecar beside it
     (``<target stem>.json``: ``GeneratedBy``, ``SpatialReference``, the source
     prediction and its sha256, the rating and comment) so that a corrected mask's
-    origin can be traced.
+    origin can be traced; a ``derivatives/labels`` folder without a
+    ``dataset_description.json`` gets one (see
+    :func:`cohort_sciseg.io.copy_mask_to_labels`).
 
     Parameters
     ----------
@@ -667,14 +666,17 @@ def prepare_corrections(worklist_df: pd.DataFrame, *, overwrite: bool = False) -
             if pred is None or not Path(pred).is_file():
                 absent.append(f"{r['scan_id']} ({structure}: {pred!r})")
                 continue
-            existing = _existing_masks(target.parent, stem, suffixes)
+            root, _ = _dataset_folder(
+                str(r["scan_id"]), image, str(r["sub"]), _str_or_none(r["ses"])
+            )
+            existing = find_labels_masks(root, image, suffixes)
             if existing and not overwrite:
                 logger.info(
                     "%s: kept the existing manual %s mask %s", r["scan_id"], structure, existing[0]
                 )
                 continue
             # discovery reads the first by (suffix rank, path): a copy it would ignore is an error
-            read = min([*existing, target], key=lambda m: (_rank(m, stem, suffixes), str(m)))
+            read = preferred_mask([*existing, target], stem, suffixes)
             if read != target:
                 msg = format_error(
                     f"the manual {structure} mask {str(read)!r} would be read instead of the copy {str(target)!r}",
@@ -696,25 +698,23 @@ def prepare_corrections(worklist_df: pd.DataFrame, *, overwrite: bool = False) -
         raise ReportError(msg)
     written = []
     for row, structure, source, target in plan:
-        atomic_write_bytes(target, source.read_bytes())
-        write_json(target.with_name(nifti_stem(target) + ".json"), _sidecar(row, structure, source))
+        copy_mask_to_labels(
+            source, target, _sidecar(row, structure, source), generated_by=_generated_by()
+        )
         logger.info("%s: predicted %s mask copied to %s", row["scan_id"], structure, target)
         written.append(target)
     return written
 
 
-def _rank(path: Path, image_stem: str, suffixes: Sequence[str]) -> int:
-    name = path.name[len(image_stem) + 1 :]
-    return next((i for i, s in enumerate(suffixes) if name.startswith(s + ".")), len(suffixes))
+def _generated_by() -> list[dict[str, str]]:
+    return [{"Name": "cohort-sciseg", "Version": __version__, "Description": _SIDECAR_DESCRIPTION}]
 
 
 def _sidecar(row: dict[str, Any], structure: str, pred: Path) -> dict[str, Any]:
     image = Path(str(row["image_path"]))
     _, rel = _dataset_folder(str(row["scan_id"]), image, str(row["sub"]), _str_or_none(row["ses"]))
     return {
-        "GeneratedBy": [
-            {"Name": "cohort-sciseg", "Version": __version__, "Description": _SIDECAR_DESCRIPTION}
-        ],
+        "GeneratedBy": _generated_by(),
         "SpatialReference": f"bids::{(rel / image.name).as_posix()}",
         "Sources": [pred.as_uri()],
         "SourceSHA256": sha256_file(pred),

@@ -34,11 +34,10 @@ from cohort_sciseg.report.figures import (
     regression_figure,
     save_figure,
 )
-from cohort_sciseg.validation.stats import (
-    BIOMARKERS,
+from cohort_sciseg.validation.clinical import BIOMARKERS, clinical_improvement
+from cohort_sciseg.validation.stat_tests import (
     WilcoxonOptions,
     average_over_splits,
-    clinical_improvement,
     library_versions,
 )
 from cohort_sciseg.validation.study import validation_statistics, write_statistics

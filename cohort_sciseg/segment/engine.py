@@ -154,15 +154,15 @@ class EngineSettings:
         if not (0.0 < float(self.tile_step_size) <= 1.0):
             msg = format_error(f"tile_step_size={self.tile_step_size!r} is not valid",
                                expected="a fraction of the patch in (0, 1] (SCT: 0.5)",
-                               fix="pass --tile-step-size 0.5 (or 1.0 for speed)")
+                               fix="pass --tile-step-size 0.5, or 1.0 for speed (run: --segmenter-option tile_step_size=0.5)")
             raise SegmentationError(msg)
         if self.device not in ("auto", "cpu", "cuda"):
             msg = format_error(f"device={self.device!r} is not valid", expected="'auto', 'cpu' or 'cuda'",
-                               fix="pass --device auto, cpu or cuda")
+                               fix="pass --device auto, cpu or cuda (run: --segmenter-option device=cpu)")
             raise SegmentationError(msg)
         if self.threads is not None and int(self.threads) < 1:
             msg = format_error(f"threads={self.threads!r} is not valid", expected="an integer >= 1",
-                               fix="pass --threads N with N >= 1, or leave it out")
+                               fix="pass --threads N with N >= 1 (run: --segmenter-option threads=N), or leave it out")
             raise SegmentationError(msg)
 
 
@@ -427,7 +427,7 @@ class SegmentationEngine:
                     f"nnU-Net prediction failed ({type(exc).__name__}: {exc})",
                     path=prepared.path or None,
                     expected=f"an image nnU-Net can run on {self.key.device}",
-                    fix="on GPU out-of-memory use --device cpu; otherwise check the image",
+                    fix="on GPU out-of-memory use --device cpu (run: --segmenter-option device=cpu); otherwise check the image",
                 )
                 raise SegmentationError(msg, path=prepared.path or None) from exc
             finally:

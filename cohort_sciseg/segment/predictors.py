@@ -114,7 +114,7 @@ def require_device(device: str) -> None:
         msg = format_error(
             f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device",
             expected="a CUDA GPU and a CUDA build of torch",
-            fix="use --device cpu (or auto), or install the CUDA build of torch on this machine",
+            fix="use --device cpu or auto (run: --segmenter-option device=cpu), or install the CUDA build of torch here",
         )
         raise SegmentationError(msg)
 

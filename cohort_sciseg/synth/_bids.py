@@ -12,10 +12,8 @@ import nibabel as nib
 from cohort_sciseg._version import __version__
 from cohort_sciseg.discover.entities import site_label as discover_site_label
 from cohort_sciseg.errors import SynthError, format_error
-from cohort_sciseg.io import atomic_write_text, write_json
-
-BIDS_VERSION = "1.9.0"
-
+from cohort_sciseg.io import atomic_write_text
+from cohort_sciseg.io import write_dataset_description as _write_description
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -106,17 +104,15 @@ def write_tsv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, An
 def write_dataset_description(
     root: Path, name: str, description: str, *, derivative: bool = False
 ) -> Path:
-    """``dataset_description.json`` of a raw dataset or of its ``derivatives/labels``."""
-    obj: dict[str, Any] = {
-        "Name": name,
-        "BIDSVersion": BIDS_VERSION,
-        "DatasetType": "derivative" if derivative else "raw",
-        "License": "CC0",
-        "GeneratedBy": generated_by(description),
-    }
-    if derivative:
-        obj["SourceDatasets"] = [{"URL": "../../"}]
-    return write_json(root / "dataset_description.json", obj)
+    """``dataset_description.json`` of a raw dataset or of its ``derivatives/labels`` (CC0)."""
+    return _write_description(
+        root,
+        name=name,
+        dataset_type="derivative" if derivative else "raw",
+        license="CC0",
+        generated_by=generated_by(description),
+        source_datasets=["../../"] if derivative else [],
+    )
 
 
 def relpath(path: Path, start: Path) -> str:

@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from cohort_sciseg.errors import SynthError, format_error
-from cohort_sciseg.io import axis_directions, from_nibabel_axcodes
+from cohort_sciseg.io import axis_directions, from_nibabel_axcodes, write_dataset_description
 
 __all__ = [
     "HOSTILE_LABELS",
@@ -258,10 +258,7 @@ def write_skeleton_tree(
     def write_json(path: Path, obj: object) -> None:
         path.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
 
-    write_json(
-        dest / "dataset_description.json",
-        {"Name": name or dest.name, "BIDSVersion": "1.9.0", "DatasetType": "raw"},
-    )
+    write_dataset_description(dest, name=name or dest.name)
     write_json(dest / "T2w.json", SIDECAR_RULES["dataset"])
     for a in dict.fromkeys(acquisitions):
         if a is not None:
@@ -279,10 +276,7 @@ def write_skeleton_tree(
     labels_root = dest / "derivatives" / "labels"
     if with_masks:
         labels_root.mkdir(parents=True)
-        write_json(
-            labels_root / "dataset_description.json",
-            {"Name": "manual labels", "BIDSVersion": "1.9.0", "DatasetType": "derivative"},
-        )
+        write_dataset_description(labels_root, name="manual labels", dataset_type="derivative")
 
     n_ses, n_acq = len(sessions), len(acquisitions)
     ses_levels: Sequence[str | None] = list(sessions) if sessions else [None]

@@ -6,7 +6,9 @@
   :class:`AnimaInput` records which of ANIMA's input paths a pair took
   (:mod:`cohort_sciseg.validation.anima`).
 - :func:`find_predictions` / :func:`validate_scans`: the same over a cohort, as tidy tables.
-- :mod:`cohort_sciseg.validation.stats`: the paper's statistics.
+- :mod:`cohort_sciseg.validation.stat_tests`, :mod:`~cohort_sciseg.validation.clinical`,
+  :mod:`~cohort_sciseg.validation.table1`: the paper's statistics (all re-exported by
+  :mod:`cohort_sciseg.validation.stats`).
 """
 
 from cohort_sciseg.validation.anima import AnimaInput

@@ -38,18 +38,19 @@ import pyarrow as pa
 from cohort_sciseg.errors import ValidationError, format_error
 from cohort_sciseg.io import atomic_write_text, write_parquet
 from cohort_sciseg.records import BIOMARKERS_SCHEMA, Scan, scan_row
-from cohort_sciseg.validation.stats import (
+from cohort_sciseg.validation.clinical import (
     BIOMARKERS,
-    WilcoxonOptions,
-    average_over_splits,
     clinical_correlations,
     clinical_improvement,
-    cohort_table,
+)
+from cohort_sciseg.validation.stat_tests import (
+    WilcoxonOptions,
+    average_over_splits,
     compare_methods,
     compare_paired,
     site_differences,
-    summarize,
 )
+from cohort_sciseg.validation.table1 import cohort_table, summarize
 
 __all__ = [
     "COMPARED_METRICS",

@@ -43,18 +43,31 @@ def test_every_scan_once_and_resume_skips(cohort, tmp_path):
     for rel in scans.cord_seg_path:
         assert (out / rel).is_file()
     lesions1 = pd.read_parquet(out / "tables" / "lesions")
+    first = load_summary(out)  # the run's record: effective configuration and environment
+    assert first["cluster"]["started"] is True
+    assert len(first["cluster"]["workers"]) == 2
+    assert all(w["nthreads"] == 1 for w in first["cluster"]["workers"])
+    assert first["options"]["segmenter"]["plugin"] == "copy-manual"
+    assert {"discover_s", "cluster_start_s", "tasks_s", "compact_s"} <= set(first["phases"])
+    assert isinstance(first["environment"]["gpus"], list)
+    assert "pyarrow" in first["environment"]["versions"]
+    stamp = out / "validation" / ".inputs.sha256"
+    drawn = {p: p.stat().st_mtime_ns for p in (out / "validation").rglob("*.png")}
+    assert stamp.is_file()
+    assert drawn
     s2 = run_cohort(cohort, out, _opts())
     assert s2.counts["skipped"] == n
     assert s2.counts.get("done", 0) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / "lesions"), lesions1)
-    record = load_summary(out)  # the second run's record: effective configuration and environment
+    record = load_summary(out)  # the resume's record
     assert record["counts"]["skipped"] == n
-    assert len(record["cluster"]["workers"]) == 2
-    assert all(w["nthreads"] == 1 for w in record["cluster"]["workers"])
-    assert record["options"]["segmenter"]["plugin"] == "copy-manual"
-    assert {"discover_s", "cluster_start_s", "tasks_s", "compact_s"} <= set(record["phases"])
-    assert isinstance(record["environment"]["gpus"], list)
-    assert "pyarrow" in record["environment"]["versions"]
+    # nothing to do: the resume checked the keys itself and started no cluster ...
+    assert record["cluster"]["started"] is False
+    assert "workers" not in record["cluster"]
+    assert "cluster_start_s" not in record["phases"]
+    assert "resume_check_s" in record["phases"]
+    # ... and kept the validation study, whose inputs did not change (no figure redrawn)
+    assert {p: p.stat().st_mtime_ns for p in (out / "validation").rglob("*.png")} == drawn
     assert not (out / "dataset_description.json").exists()  # one derivative dataset per site instead
     for site in {s.site for s in find_scans(cohort).scans}:
         desc = json.loads((out / site / "dataset_description.json").read_text())

@@ -406,6 +406,35 @@ def test_worklist_of_a_fake_run(tmp_path):
         prepare_corrections(todo.drop(columns="image_path"))
 
 
+def test_prepare_into_a_dataset_without_labels_creates_the_derivative(tmp_path):
+    # a dataset without derivatives/labels: the copies make one, with the description BIDS requires
+    ds = tmp_path / "ds"
+    image = ds / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
+    out = _fake_run(tmp_path / "run", [_scan_row(str(image))])
+    for name, data in (("sc_seg", b"cord"), ("lesion_seg", b"lesion")):
+        pred = out / "a" / "sub-01" / "anat" / f"site-a_sub-01_T2w_{name}.nii.gz"
+        pred.parent.mkdir(parents=True, exist_ok=True)
+        pred.write_bytes(data)
+    todo = worklist(_one_fail(tmp_path), out)
+    labels = ds / "derivatives" / "labels"
+    anat = labels / "sub-01" / "anat"
+    assert prepare_corrections(todo) == [
+        anat / "sub-01_T2w_seg-manual.nii.gz",
+        anat / "sub-01_T2w_lesion-manual.nii.gz",
+    ]
+    assert (anat / "sub-01_T2w_seg-manual.nii.gz").read_bytes() == b"cord"
+    assert (anat / "sub-01_T2w_lesion-manual.nii.gz").read_bytes() == b"lesion"
+    sidecar = json.loads((anat / "sub-01_T2w_lesion-manual.json").read_text())
+    assert sidecar["SpatialReference"] == "bids::sub-01/anat/sub-01_T2w.nii.gz"
+    assert sidecar["Structure"] == "lesion"
+    desc = json.loads((labels / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["BIDSVersion"] == "1.9.0"
+    assert desc["SourceDatasets"] == [{"URL": "../../"}]
+    assert desc["GeneratedBy"][0]["Name"] == "cohort-sciseg"
+    assert sorted(p.name for p in labels.iterdir()) == ["dataset_description.json", "sub-01"]
+
+
 # --------------------------------------------------------------------------- on a real run
 
 
@@ -595,3 +624,7 @@ def test_prepare_then_discovery_reads_the_copies(run, tmp_path, labels_restored)
     corrected = edited.read_bytes()
     assert prepare_corrections(worklist(_rate(run, tmp_path, {a: "fail"}), out)) == []
     assert edited.read_bytes() == corrected
+    # the datasets' own labels description is left as it was
+    for root in roots:
+        desc = json.loads((root / "derivatives" / "labels" / "dataset_description.json").read_text())
+        assert desc["Name"].startswith("Analytic manual labels of ")

@@ -1,22 +1,201 @@
 """Statistics of :mod:`cohort_sciseg.validation.stats` against independent computations.
 
-Every expected number comes from a direct scipy/statsmodels call on data filtered by
-hand, or from arithmetic worked out in the test; never from the module itself.
+The module calls :mod:`scipy.stats`; the expectations here never do. They come from
+the published formulas (D'Agostino-Pearson K², Kruskal-Wallis H, Yates' chi-square,
+Pearson's r of ranks, the t and chi-square tails through the incomplete beta and
+gamma functions), from exact null distributions counted here (all sign assignments
+of the Wilcoxon ranks, all splits of a Mann-Whitney sample), or from arithmetic
+worked out in the test.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
+from scipy.special import betainc, gammaincc
 
 from cohort_sciseg.errors import ValidationError
+from cohort_sciseg.validation import clinical, stat_tests, table1
 from cohort_sciseg.validation import stats as vs
+
+# ----------------------------------------------------------------------------- oracles
+
+
+def avg_ranks(values):
+    """1-based ranks, ties sharing the mean of their positions."""
+    x = np.asarray(values, float)
+    order = sorted(range(len(x)), key=lambda i: x[i])
+    ranks = np.empty(len(x))
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def signed_rank_counts(n):
+    """counts[w]: sign assignments of the ranks 1..n whose positive ranks sum to w (exact integers)."""
+    counts = [1]
+    for r in range(1, n + 1):
+        new = counts + [0] * r
+        for w, c in enumerate(counts):
+            new[w + r] += c
+        counts = new
+    return counts
+
+
+def brute_force_signed_rank(n):
+    counts = [0] * (n * (n + 1) // 2 + 1)
+    for signs in itertools.product((0, 1), repeat=n):
+        counts[sum(r for r, s in zip(range(1, n + 1), signs, strict=True) if s)] += 1
+    return counts
+
+
+def exact_wilcoxon_p(r_plus, n, alternative="two-sided", *, brute=False):
+    counts = brute_force_signed_rank(n) if brute else signed_rank_counts(n)
+    total = 2**n
+    le = sum(counts[: math.ceil(r_plus) + 1]) / total
+    ge = sum(counts[math.floor(r_plus) :]) / total
+    if alternative == "less":
+        return le
+    if alternative == "greater":
+        return ge
+    return min(1.0, 2 * min(le, ge))
+
+
+def normal_sf(z):
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def t_two_sided_p(t, df):
+    return float(betainc(df / 2, 0.5, df / (df + t * t)))
+
+
+def chi2_sf(x, df):
+    return float(gammaincc(df / 2, x / 2))
+
+
+def pearson(x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    dx, dy = x - x.mean(), y - y.mean()
+    return float((dx * dy).sum() / math.sqrt((dx * dx).sum() * (dy * dy).sum()))
+
+
+def correlation_p(r, n):
+    return t_two_sided_p(r * math.sqrt((n - 2) / (1 - r * r)), n - 2)
+
+
+def dagostino_pearson(x):
+    x = np.asarray(x, float)
+    n = x.size
+    d = x - x.mean()
+    m2, m3, m4 = (d**2).mean(), (d**3).mean(), (d**4).mean()
+    # skewness (D'Agostino 1970)
+    b1 = m3 / m2**1.5
+    y = b1 * math.sqrt((n + 1) * (n + 3) / (6.0 * (n - 2)))
+    beta2 = (
+        3.0 * (n * n + 27 * n - 70) * (n + 1) * (n + 3) / ((n - 2.0) * (n + 5) * (n + 7) * (n + 9))
+    )
+    w2 = -1 + math.sqrt(2 * (beta2 - 1))
+    delta = 1 / math.sqrt(0.5 * math.log(w2))
+    alpha = math.sqrt(2.0 / (w2 - 1))
+    zs = delta * math.log(y / alpha + math.sqrt((y / alpha) ** 2 + 1))
+    # kurtosis (Anscombe & Glynn 1983)
+    b2 = m4 / m2**2
+    e = 3.0 * (n - 1) / (n + 1)
+    var = 24.0 * n * (n - 2) * (n - 3) / ((n + 1) ** 2 * (n + 3) * (n + 5))
+    xk = (b2 - e) / math.sqrt(var)
+    sb1 = (
+        6.0
+        * (n * n - 5 * n + 2)
+        / ((n + 7) * (n + 9))
+        * math.sqrt(6.0 * (n + 3) * (n + 5) / (n * (n - 2) * (n - 3)))
+    )
+    a = 6.0 + 8.0 / sb1 * (2.0 / sb1 + math.sqrt(1 + 4.0 / sb1**2))
+    denom = 1 + xk * math.sqrt(2 / (a - 4.0))
+    term2 = math.copysign(abs((1 - 2.0 / a) / denom) ** (1 / 3), denom)
+    zk = (1 - 2 / (9.0 * a) - term2) / math.sqrt(2 / (9.0 * a))
+    k2 = zs * zs + zk * zk
+    return k2, math.exp(-k2 / 2)
+
+
+def wilcoxon_oracle(
+    a, b, zero_method="wilcox", alternative="two-sided", exact=True, correction=False
+):
+    """(statistic, p) of the signed-rank test of d = b - a, from the ranks and an exact count or z."""
+    d = np.asarray(b, float) - np.asarray(a, float)
+    if zero_method == "wilcox":
+        d = d[d != 0]
+    n, n0 = d.size, int(np.sum(d == 0))
+    r = avg_ranks(np.abs(d))
+    r_plus, r_minus = float(r[d > 0].sum()), float(r[d < 0].sum())
+    statistic = min(r_plus, r_minus) if alternative == "two-sided" else r_plus
+    if exact:
+        return statistic, exact_wilcoxon_p(r_plus, n, alternative, brute=n <= 12)
+    mean = n * (n + 1) / 4 - n0 * (n0 + 1) / 4
+    var = (n * (n + 1) * (2 * n + 1) - n0 * (n0 + 1) * (2 * n0 + 1)) / 24
+    z = r_plus - mean
+    if correction:
+        z -= (
+            math.copysign(0.5, z)
+            if alternative == "two-sided"
+            else (0.5 if alternative == "greater" else -0.5)
+        )
+    z /= math.sqrt(var)
+    if alternative == "greater":
+        return statistic, normal_sf(z)
+    if alternative == "less":
+        return statistic, normal_sf(-z)
+    return statistic, 2 * normal_sf(abs(z))
+
+
+def kruskal_oracle(*samples):
+    """(H, p): H = 12 / (N (N + 1)) sum R_i^2 / n_i - 3 (N + 1), ties corrected, chi-square k - 1."""
+    values = np.concatenate([np.asarray(s, float) for s in samples])
+    n = values.size
+    ranks = avg_ranks(values)
+    h, start = 0.0, 0
+    for s in samples:
+        h += ranks[start : start + len(s)].sum() ** 2 / len(s)
+        start += len(s)
+    h = 12 / (n * (n + 1)) * h - 3 * (n + 1)
+    _, counts = np.unique(values, return_counts=True)
+    h /= 1 - float(np.sum(counts**3 - counts)) / (n**3 - n)
+    return h, chi2_sf(h, len(samples) - 1)
+
+
+def spearman_oracle(x, y):
+    """(n, rho, p) after dropping pairs with a missing value: Pearson's r of average ranks, t test."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    rho = pearson(avg_ranks(x[keep]), avg_ranks(y[keep]))
+    return int(keep.sum()), rho, correlation_p(rho, int(keep.sum()))
+
+
+def test_oracles_count_the_signed_rank_distribution_by_brute_force():
+    # the counting recursion used for n > 12 agrees with enumerating every sign assignment
+    for n in range(1, 11):
+        assert signed_rank_counts(n) == brute_force_signed_rank(n)
+    assert sum(signed_rank_counts(30)) == 2**30
+
+
+def test_stats_reexports_the_role_modules():
+    assert vs.normality is stat_tests.normality
+    assert vs.compare_methods is stat_tests.compare_methods
+    assert vs.clinical_improvement is clinical.clinical_improvement
+    assert vs.cohort_table is table1.cohort_table
+    for name in vs.__all__:
+        assert getattr(vs, name) is not None
 
 
 @pytest.fixture
@@ -37,13 +216,13 @@ def _row(df: pd.DataFrame, **match: str) -> pd.Series:
 # ----------------------------------------------------------------------------- normality
 
 
-def test_normality_equals_scipy_normaltest(rng):
+def test_normality_equals_the_dagostino_pearson_formulas(rng):
     x = rng.gamma(2.0, 1.0, 30)
     row = vs.normality(x, measure="v").iloc[0]
-    ref = stats.normaltest(x)
+    k2, p = dagostino_pearson(x)
     assert row.n == 30
-    assert row.statistic == pytest.approx(ref.statistic)
-    assert row.p == pytest.approx(ref.pvalue)
+    assert row.statistic == pytest.approx(k2, rel=1e-10)
+    assert row.p == pytest.approx(p, rel=1e-8)
     assert row.test == "scipy.stats.normaltest"
 
 
@@ -59,7 +238,7 @@ def test_normality_drops_missing_values_and_counts_finite_only(rng):
     with_missing = np.concatenate([x, [np.nan, np.inf, np.nan]])
     row = vs.normality(pd.Series(with_missing), measure="v").iloc[0]
     assert row.n == 30
-    assert row.p == pytest.approx(stats.normaltest(x).pvalue)
+    assert row.p == pytest.approx(dagostino_pearson(x)[1], rel=1e-8)
 
 
 def test_normality_constant_input_gives_nan():
@@ -73,16 +252,14 @@ def test_normality_constant_input_gives_nan():
 # ----------------------------------------------------------------------------- wilcoxon
 
 
-def _scipy_wilcoxon(a, b, **kw):
-    return stats.wilcoxon(b, a, **kw)
-
-
-def test_wilcoxon_default_equals_scipy(paired):
+def test_wilcoxon_default_is_the_exact_test_without_ties(paired):
+    # 30 continuous differences: no ties, no zeros, so method="auto" is exact; the null
+    # distribution of W+ is counted over all 2**30 sign assignments
     a, b = paired
     row = vs.wilcoxon_paired(a, b, measure="v").iloc[0]
-    ref = _scipy_wilcoxon(a, b, zero_method="wilcox", method="auto", alternative="two-sided")
-    assert row.statistic == pytest.approx(ref.statistic)
-    assert row.p == pytest.approx(ref.pvalue)
+    statistic, p = wilcoxon_oracle(a, b)
+    assert row.statistic == statistic
+    assert row.p == pytest.approx(p, rel=1e-9)
     assert row.n == 30
 
 
@@ -96,15 +273,33 @@ def test_wilcoxon_default_equals_scipy(paired):
         ("wilcox", "exact", "less"),
     ],
 )
-def test_wilcoxon_options_equal_scipy(zero_method, method, alternative):
+def test_wilcoxon_options_follow_the_rank_formulas(zero_method, method, alternative):
+    # "wilcox" drops the 2 zeros (n = 10); "pratt" ranks them (the smallest |d|, ranks 1.5)
+    # and drops them afterwards, with Cureton's mean and variance for the normal
+    # approximation; "exact" counts every sign assignment of the ranks 1..n (brute force),
+    # a non-integer W+ rounded conservatively
     a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0])
     b = a + np.array([0.3, -0.1, 0.0, 1.2, 0.7, 0.0, -0.4, 2.1, 0.9, 1.5, -0.2, 0.6])
     opts = vs.WilcoxonOptions(zero_method=zero_method, method=method, alternative=alternative)
     row = vs.wilcoxon_paired(a, b, measure="v", options=opts).iloc[0]
-    ref = _scipy_wilcoxon(a, b, zero_method=zero_method, method=method, alternative=alternative)
-    assert row.statistic == pytest.approx(ref.statistic)
-    assert row.p == pytest.approx(ref.pvalue)
+    statistic, p = wilcoxon_oracle(
+        a, b, zero_method=zero_method, alternative=alternative, exact=method == "exact"
+    )
+    assert row.statistic == statistic
+    assert row.p == pytest.approx(p, rel=1e-9)
     assert row.note == f"2 zero differences ({zero_method})"
+
+
+def test_wilcoxon_zero_methods_by_hand():
+    # d = [0.3, -0.1, 0, 1.2, 0.7, 0, -0.4, 2.1, 0.9, 1.5, -0.2, 0.6]
+    # wilcox, |d| without zeros ranked 1..10: negatives 0.1 (1), 0.2 (2), 0.4 (4): W- = 7, W+ = 48
+    a = np.arange(1.0, 13.0)
+    b = a + np.array([0.3, -0.1, 0.0, 1.2, 0.7, 0.0, -0.4, 2.1, 0.9, 1.5, -0.2, 0.6])
+    wilcox = vs.WilcoxonOptions(method="exact")
+    assert vs.wilcoxon_paired(a, b, measure="v", options=wilcox).statistic.iloc[0] == 7
+    # pratt: the zeros take ranks 1 and 2 (1.5 each), every other rank moves up by 2: W- = 13
+    pratt = vs.WilcoxonOptions(zero_method="pratt", method="exact")
+    assert vs.wilcoxon_paired(a, b, measure="v", options=pratt).statistic.iloc[0] == 13
 
 
 def test_wilcoxon_options_column_records_every_option():
@@ -125,19 +320,27 @@ def test_wilcoxon_correction_passed_to_scipy():
     b = a + np.array([1.0, -2.0, 3.0, 4.0, -5.0, 6.0, 7.0, 8.0, -9.0, 10.0])
     opts = vs.WilcoxonOptions(method="approx", correction=True)
     row = vs.wilcoxon_paired(a, b, measure="v", options=opts).iloc[0]
-    ref = _scipy_wilcoxon(a, b, method="approx", correction=True)
-    assert row.p == pytest.approx(ref.pvalue)
+    # |d| = 1..10, negatives 2, 5, 9: W+ = 39, mean 10 * 11 / 4 = 27.5,
+    # SD sqrt(10 * 11 * 21 / 24); continuity correction 0.5 towards the mean
+    z = (39 - 27.5 - 0.5) / math.sqrt(10 * 11 * 21 / 24)
+    assert row.statistic == 16
+    assert row.p == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-12)
+    no_correction = vs.wilcoxon_paired(
+        a, b, measure="v", options=vs.WilcoxonOptions(method="approx")
+    ).iloc[0]
+    z0 = (39 - 27.5) / math.sqrt(10 * 11 * 21 / 24)
+    assert no_correction.p == pytest.approx(math.erfc(z0 / math.sqrt(2)), rel=1e-12)
 
 
 def test_wilcoxon_drops_pairs_with_nan_on_either_side():
     a = np.array([1.0, np.nan, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
     b = np.array([2.5, 2.0, np.nan, 3.0, 7.0, 6.5, 9.5, 7.2, 12.0, 14.0])
     row = vs.wilcoxon_paired(a, b, measure="v").iloc[0]
-    keep = np.isfinite(a) & np.isfinite(b)
-    ref = _scipy_wilcoxon(a[keep], b[keep])
+    # kept d = [1.5, -1, 2, 0.5, 2.5, -0.8, 3, 4]; |d| ranks: 0.5 1, 0.8 2, 1 3, ...
+    # W- = 2 + 3 = 5; subsets of {1..8} summing to <= 5: {}, 1, 2, 3, 12, 4, 13, 5, 14, 23 -> 10
     assert row.n == 8
-    assert row.p == pytest.approx(ref.pvalue)
-    assert row.statistic == pytest.approx(ref.statistic)
+    assert row.statistic == 5
+    assert row.p == pytest.approx(2 * 10 / 2**8, rel=1e-12)
 
 
 def test_wilcoxon_estimate_is_median_of_b_minus_a():
@@ -193,19 +396,34 @@ def test_compare_paired_rows_and_columns(paired):
         "scipy.stats.pearsonr",
     ]
     assert list(out.a[:3]) == ["manual", "predicted", "predicted - manual"]
-    assert _row(out, a="predicted - manual").p == pytest.approx(stats.normaltest(b - a).pvalue)
+    expected = dagostino_pearson(b - a)[1]
+    assert _row(out, a="predicted - manual").p == pytest.approx(expected, rel=1e-8)
 
 
-def test_compare_paired_correlations_equal_scipy(paired):
+def test_compare_paired_correlations_equal_the_formulas(paired):
     a, b = paired
     out = vs.compare_paired(a, b, measure="volume")
-    sp, pe = stats.spearmanr(a, b), stats.pearsonr(a, b)
+    n, rho, p_rho = spearman_oracle(a, b)
+    r = pearson(a, b)
     spr = _row(out, test="scipy.stats.spearmanr")
     per = _row(out, test="scipy.stats.pearsonr")
-    assert spr.estimate == pytest.approx(sp.statistic)
-    assert spr.p == pytest.approx(sp.pvalue)
-    assert per.estimate == pytest.approx(pe.statistic)
-    assert per.p == pytest.approx(pe.pvalue)
+    assert spr.estimate == pytest.approx(rho, rel=1e-12)
+    assert spr.p == pytest.approx(p_rho, rel=1e-8)
+    assert per.estimate == pytest.approx(r, rel=1e-12)
+    assert per.p == pytest.approx(correlation_p(r, n), rel=1e-8)
+
+
+def test_correlations_of_five_pairs_by_hand():
+    # ranks equal the values; d = [-1, 1, -1, 1, 0]: rho = 1 - 6 * 4 / (5 * 24) = 0.8 (= r);
+    # t = 0.8 * sqrt(3 / 0.36), Student's t with 3 df: F(t) = 1/2 + (t / (sqrt 3 (1 + t^2 / 3))
+    # + atan(t / sqrt 3)) / pi
+    out = vs.compare_paired([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], measure="v")
+    t = 0.8 * math.sqrt(3 / 0.36)
+    cdf = 0.5 + (t / (math.sqrt(3) * (1 + t * t / 3)) + math.atan(t / math.sqrt(3))) / math.pi
+    for test in ("scipy.stats.spearmanr", "scipy.stats.pearsonr"):
+        row = _row(out, test=test)
+        assert row.estimate == pytest.approx(0.8, rel=1e-12)
+        assert row.p == pytest.approx(2 * (1 - cdf), rel=1e-9)
 
 
 def test_compare_paired_drops_incomplete_pairs_everywhere(paired):
@@ -217,7 +435,7 @@ def test_compare_paired_drops_incomplete_pairs_everywhere(paired):
     keep = np.ones(30, bool)
     keep[[0, 5]] = False
     assert _row(out, test="scipy.stats.spearmanr").estimate == pytest.approx(
-        stats.spearmanr(a[keep], b[keep]).statistic
+        pearson(avg_ranks(a[keep]), avg_ranks(b[keep])), rel=1e-12
     )
 
 
@@ -254,35 +472,48 @@ def methods(rng) -> dict[str, np.ndarray]:
     }
 
 
-def test_compare_methods_kruskal_equals_scipy(methods):
+def test_compare_methods_kruskal_equals_the_h_formula(methods):
     out = vs.compare_methods(_long(methods), value="value", reference="ref")
     kw = _row(out, test="scipy.stats.kruskal")
-    ref = stats.kruskal(*methods.values())
-    assert kw.statistic == pytest.approx(ref.statistic)
-    assert kw.p == pytest.approx(ref.pvalue)
+    h, p = kruskal_oracle(*methods.values())
+    assert kw.statistic == pytest.approx(h, rel=1e-10)
+    assert kw.p == pytest.approx(p, rel=1e-8)
     assert kw.n == 15
 
 
-def test_compare_methods_pairwise_equal_scipy_wilcoxon(methods):
+def test_kruskal_by_hand():
+    # ranks of [1, 2, 3 | 4, 5, 6]: sums 6 and 15; H = 12 / 42 * (36 / 3 + 225 / 3) - 21 = 27/7;
+    # chi-square with 1 df: p = erfc(sqrt(H / 2))
+    t = pd.DataFrame(
+        {
+            "scan_id": [0, 1, 2] * 2,
+            "method": ["ref"] * 3 + ["m"] * 3,
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    kw = _row(vs.compare_methods(t, value="value", reference="ref"), test="scipy.stats.kruskal")
+    assert kw.statistic == pytest.approx(27 / 7, rel=1e-12)
+    assert kw.p == pytest.approx(math.erfc(math.sqrt(27 / 14)), rel=1e-10)
+
+
+def test_compare_methods_pairwise_are_exact_wilcoxon_tests(methods):
     out = vs.compare_methods(_long(methods), value="value", reference="ref")
     pairs = out[out.analysis == "pairwise"]
     assert sorted(pairs.b) == ["m1", "m2", "m3"]
     assert set(pairs.a) == {"ref"}
     for m in ("m1", "m2", "m3"):
-        ref = stats.wilcoxon(methods[m], methods["ref"])
+        statistic, p = wilcoxon_oracle(methods["ref"], methods[m])
         row = _row(pairs, b=m)
-        assert row.statistic == pytest.approx(ref.statistic)
-        assert row.p == pytest.approx(ref.pvalue)
+        assert row.statistic == statistic
+        assert row.p == pytest.approx(p, rel=1e-9)
         assert row.estimate == pytest.approx(np.median(methods[m] - methods["ref"]))
 
 
-def test_compare_methods_bonferroni_equals_statsmodels_and_hand_rule(methods):
+def test_compare_methods_bonferroni_is_p_times_three(methods):
     out = vs.compare_methods(_long(methods), value="value", reference="ref")
     pairs = out[out.analysis == "pairwise"].sort_values("b")
-    raw = np.array([stats.wilcoxon(methods[m], methods["ref"]).pvalue for m in ("m1", "m2", "m3")])
-    expected = multipletests(raw, method="bonferroni")[1]
-    np.testing.assert_allclose(pairs.p_adjusted, expected)
-    np.testing.assert_allclose(pairs.p_adjusted, np.minimum(1.0, raw * 3))
+    raw = np.array([wilcoxon_oracle(methods["ref"], methods[m])[1] for m in ("m1", "m2", "m3")])
+    np.testing.assert_allclose(pairs.p_adjusted, np.minimum(1.0, raw * 3), rtol=1e-9)
     assert all(json.loads(o)["n_comparisons"] == 3 for o in pairs.options)
 
 
@@ -295,9 +526,11 @@ def test_compare_methods_drops_scans_missing_a_method(methods):
     keep[[2, 7, 11]] = False
     assert set(out.n) == {12}
     kw = _row(out, test="scipy.stats.kruskal")
-    assert kw.p == pytest.approx(stats.kruskal(*(v[keep] for v in methods.values())).pvalue)
+    assert kw.p == pytest.approx(kruskal_oracle(*(v[keep] for v in methods.values()))[1], rel=1e-8)
     m2 = _row(out, b="m2")
-    assert m2.p == pytest.approx(stats.wilcoxon(methods["m2"][keep], methods["ref"][keep]).pvalue)
+    assert m2.p == pytest.approx(
+        wilcoxon_oracle(methods["ref"][keep], methods["m2"][keep])[1], rel=1e-9
+    )
 
 
 def test_compare_methods_unknown_reference_raises(methods):
@@ -335,13 +568,6 @@ def clinical_data(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     return bio, clin
 
 
-def _expected_spearman(x, y) -> tuple[int, float, float]:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    res = stats.spearmanr(x[keep], y[keep])
-    return int(keep.sum()), res.statistic, res.pvalue
-
-
 def test_clinical_correlations_n_per_pair_after_dropping_missing(clinical_data):
     bio, clin = clinical_data
     out = vs.clinical_correlations(bio, clin, biomarker_columns=["total_volume_mm3"])
@@ -357,11 +583,11 @@ def test_clinical_correlations_rho_equals_scipy_on_filtered_data(clinical_data):
     )
     for bio_col in ("total_volume_mm3", "total_length_mm"):
         for score in ("discharge_LEMS", "discharge_pin_prick_total"):
-            n, rho, p = _expected_spearman(bio[bio_col], clin[score])
+            n, rho, p = spearman_oracle(bio[bio_col], clin[score])
             row = _row(out, a=bio_col, b=score)
             assert row.n == n
-            assert row.estimate == pytest.approx(rho)
-            assert row.p == pytest.approx(p)
+            assert row.estimate == pytest.approx(rho, rel=1e-12)
+            assert row.p == pytest.approx(p, rel=1e-8)
             assert row.measure == f"{bio_col} (manual)"
 
 
@@ -369,11 +595,11 @@ def test_clinical_correlations_converts_ais_grades(clinical_data):
     bio, clin = clinical_data
     out = vs.clinical_correlations(bio, clin, biomarker_columns=["total_volume_mm3"])
     grades = [1, 2, 3, 4, 5, 3, 2, np.nan, 1, np.nan, 4, 2]
-    n, rho, p = _expected_spearman(bio.total_volume_mm3, grades)
+    n, rho, p = spearman_oracle(bio.total_volume_mm3, grades)
     row = _row(out, b="discharge_ais")
     assert row.n == n
-    assert row.estimate == pytest.approx(rho)
-    assert row.p == pytest.approx(p)
+    assert row.estimate == pytest.approx(rho, rel=1e-12)  # tied grades: average ranks
+    assert row.p == pytest.approx(p, rel=1e-8)
 
 
 def test_clinical_correlations_bonferroni_over_all_rows(clinical_data):
@@ -532,21 +758,32 @@ def test_site_differences_two_sites_mann_whitney():
         }
     )
     row = _row(vs.site_differences(t, categorical=()), measure="age")
-    ref = stats.mannwhitneyu([30, 41, 25, 60, 52], [35, 70, 66, 48, 59], alternative="two-sided")
+    a, b = [30, 41, 25, 60, 52], [35, 70, 66, 48, 59]
+    # U of site a = pairs (x in a, y in b) with x > y: 41>35, 60>35,48,59, 52>35,48 -> 6;
+    # exact null: U over all C(10, 5) = 252 ways to split the 10 values
+    values = a + b
+    null = []
+    for chosen in itertools.combinations(range(10), 5):
+        first = [values[i] for i in chosen]
+        second = [values[i] for i in range(10) if i not in chosen]
+        null.append(sum(x > y for x in first for y in second))
+    le = sum(u <= 6 for u in null) / 252
+    ge = sum(u >= 6 for u in null) / 252
     assert row.test == "scipy.stats.mannwhitneyu"
     assert row.n == 10
-    assert row.statistic == pytest.approx(ref.statistic)
-    assert row.p == pytest.approx(ref.pvalue)
+    assert row.statistic == 6
+    assert row.p == pytest.approx(min(1.0, 2 * min(le, ge)), rel=1e-12)
 
 
 def test_site_differences_three_sites_kruskal():
     groups = {"a": [30, 41, 25, 60], "b": [35, 70, 66, 48], "c": [20, 22, 31, 27, 29]}
     t = pd.DataFrame([{"site": s, "age": v} for s, vals in groups.items() for v in vals])
     row = _row(vs.site_differences(t, categorical=()), measure="age")
-    ref = stats.kruskal(*groups.values())
+    h, p = kruskal_oracle(*groups.values())
     assert row.test == "scipy.stats.kruskal"
-    assert row.statistic == pytest.approx(ref.statistic)
-    assert row.p == pytest.approx(ref.pvalue)
+    assert row.statistic == pytest.approx(h, rel=1e-10)
+    assert row.p == pytest.approx(math.exp(-h / 2), rel=1e-10)  # chi-square, 2 df
+    assert p == pytest.approx(math.exp(-h / 2), rel=1e-12)
 
 
 def test_site_differences_sex_chi_square():
@@ -557,11 +794,16 @@ def test_site_differences_sex_chi_square():
         }
     )
     row = _row(vs.site_differences(t, numeric=()), measure="sex")
-    ref = stats.chi2_contingency(np.array([[3, 7], [9, 3]]))  # rows a, b; columns F, M
+    # rows a, b; columns F, M: [[3, 7], [9, 3]], margins 10, 12 and 12, 10 of 22.
+    # Yates: every |O - E| = 27/11, so chi2 = (27/11 - 1/2)^2 * sum(1 / E), 1 df
+    observed = np.array([[3, 7], [9, 3]])
+    expected = np.outer([10, 12], [12, 10]) / 22
+    chi2 = float(np.sum((np.abs(observed - expected) - 0.5) ** 2 / expected))
+    assert chi2 == pytest.approx((27 / 11 - 0.5) ** 2 * float(np.sum(1 / expected)))
     assert row.test == "scipy.stats.chi2_contingency"
     assert row.n == 22
-    assert row.statistic == pytest.approx(ref.statistic)
-    assert row.p == pytest.approx(ref.pvalue)
+    assert row.statistic == pytest.approx(chi2, rel=1e-12)
+    assert row.p == pytest.approx(math.erfc(math.sqrt(chi2 / 2)), rel=1e-10)
 
 
 # ----------------------------------------------------------------------------- cohort table

@@ -1,0 +1,21 @@
+"""The subcommands of ``cohort-sciseg``: one dataclass each, whose ``run(out)`` prints and returns the exit status."""
+
+from cohort_sciseg.cli.commands.ratings import RatingsPrepareCommand, RatingsWorklistCommand
+from cohort_sciseg.cli.commands.run import DemoCommand, ReportCommand, RunCommand
+from cohort_sciseg.cli.commands.scans import DiscoverCommand, SynthCommand
+from cohort_sciseg.cli.commands.single import AnalyzeLesionCommand, MetricsCommand, SegmentCommand
+from cohort_sciseg.cli.commands.validate import ValidateCommand
+
+__all__ = [
+    "AnalyzeLesionCommand",
+    "DemoCommand",
+    "DiscoverCommand",
+    "MetricsCommand",
+    "RatingsPrepareCommand",
+    "RatingsWorklistCommand",
+    "ReportCommand",
+    "RunCommand",
+    "SegmentCommand",
+    "SynthCommand",
+    "ValidateCommand",
+]
