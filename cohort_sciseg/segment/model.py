@@ -77,7 +77,7 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
                 "the bundled demo model is not installed",
                 path=path,
                 expected="the package folder cohort_sciseg/models/demo (nnU-Net folder + model.json)",
-                fix="reinstall cohort-sciseg, train it with `python -m cohort_sciseg.segment.train --out "
+                fix="reinstall cohort-sciseg, train it with `python -m cohort_sciseg.training --out "
                 f"{path}`, or pass --model PATH to an nnU-Net v2 model folder (e.g. SCIseg's release)",
             )
             raise SegmentationError(msg, path=path)

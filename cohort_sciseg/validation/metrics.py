@@ -89,6 +89,7 @@ __all__ = [
     "MetricsResult",
     "compute_metrics",
     "compute_metrics_files",
+    "dice",
 ]
 
 #: ANIMA ``-s`` measures, in ANIMA's output order.
@@ -551,3 +552,43 @@ def compute_metrics_files(
         path = pred_path if side == "prediction" else ref_path
         where = f"scan {scan_id!r} {str(path)!r}" if scan_id else repr(str(path))
         raise ValidationError(f"{where}: {exc}", path=path, scan_id=scan_id) from exc
+
+
+def dice(pred: np.typing.ArrayLike, ref: np.typing.ArrayLike) -> float:
+    """Dice coefficient of two masks: ``2 |P & R| / (|P| + |R|)``.
+
+    The plain overlap, without ANIMA's input reading or thresholds (for those, use
+    :func:`compute_metrics`): any non-zero voxel is foreground.
+
+    Parameters
+    ----------
+    pred, ref
+        Masks of the same shape (boolean, 0/1 or labels; non-zero is foreground).
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is better; 1.0 when both masks are empty (nothing to find,
+        nothing found), 0.0 when exactly one is.
+
+    Raises
+    ------
+    ValidationError
+        The masks differ in shape.
+
+    References
+    ----------
+    Dice LR. Measures of the amount of ecologic association between species.
+    Ecology 1945;26(3):297-302.
+    """
+    a = np.asarray(pred).astype(bool)
+    b = np.asarray(ref).astype(bool)
+    if a.shape != b.shape:
+        msg = format_error(
+            f"prediction shape {a.shape} differs from reference shape {b.shape}",
+            expected="two masks on the same voxel grid",
+            fix="resample the prediction onto the reference grid first",
+        )
+        raise ValidationError(msg)
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total

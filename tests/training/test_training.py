@@ -1,8 +1,9 @@
-"""Tests of the demo-model training script (cohort_sciseg.segment.train).
+"""Tests of the demo-model training (cohort_sciseg.training).
 
 Fast tests cover the pure parts (label map, dataset.json, plans reduction, export,
-lesion gate, evaluation summary); one slow test trains a model from scratch with
-``--quick`` and checks that nnU-Net loads it.
+lesion gate, evaluation summary) and the evaluation through the inference engine on
+a tiny model; one slow test trains a model from scratch with ``--quick`` and checks
+that nnU-Net loads it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cohort_sciseg.errors import SegmentationError
-from cohort_sciseg.segment import train
+from cohort_sciseg import training as train
+from cohort_sciseg.errors import SegmentationError, ValidationError
+from cohort_sciseg.io import Volume
+from cohort_sciseg.segment import SegmentationEngine
+from cohort_sciseg.segment.loading import load_network_weights
 from cohort_sciseg.segment.manifest import check_manifest
+from cohort_sciseg.segment.testing import make_tiny_model, textured_image
+from cohort_sciseg.training.data import _crop_to_cord
+from cohort_sciseg.training.evaluation import _case_row
+from cohort_sciseg.validation.metrics import dice
 
 # ----------------------------------------------------------------------------- label map
 
@@ -178,11 +186,17 @@ def _row(kind: str, reference: str, cord: float, lesion: float | None,
 def test_dice_values() -> None:
     a = np.zeros((4, 5, 6), bool)
     b = np.zeros_like(a)
-    assert train.dice(a, b) == 1.0
+    assert dice(a, b) == 1.0
     a[0, 0, :4] = True
     b[0, 0, 2:6] = True
-    assert train.dice(a, b) == pytest.approx(2 * 2 / 8)
-    assert train.dice(a, np.zeros_like(a)) == 0.0
+    assert dice(a, b) == pytest.approx(2 * 2 / 8)
+    assert dice(a, np.zeros_like(a)) == 0.0
+    assert dice(a.astype(np.uint8) * 2, b) == pytest.approx(0.5)  # labels: non-zero is foreground
+
+
+def test_dice_rejects_different_shapes() -> None:
+    with pytest.raises(ValidationError, match=r"prediction shape \(4, 5, 6\) differs from reference shape \(4, 5, 7\)"):
+        dice(np.zeros((4, 5, 6)), np.zeros((4, 5, 7)))
 
 
 def test_summarize_groups_by_kind() -> None:
@@ -239,7 +253,7 @@ def test_load_network_weights_strips_prefixes_and_upcasts(tmp_path: Path) -> Non
     path = tmp_path / "ckpt.pth"
     torch.save({"network_weights": {"_orig_mod.enc.weight": w.half(),
                                     "module.norm.num_batches_tracked": torch.tensor(3)}}, path)
-    out = train.load_network_weights(path)
+    out = load_network_weights(path)
     assert set(out) == {"enc.weight", "norm.num_batches_tracked"}
     assert out["enc.weight"].dtype == torch.float32
     assert torch.allclose(out["enc.weight"], w, atol=1e-2)
@@ -291,7 +305,7 @@ def test_crop_to_cord_keeps_world_positions(rng: np.random.Generator) -> None:
     affine[:3, 3] = (-5.0, 7.0, 11.0)
     case = train.Case("c", rng.random(labels.shape).astype(np.float32), labels, affine,
                       "real", "seg-manual")
-    out = train._crop_to_cord(case, margin_mm=2.0)
+    out = _crop_to_cord(case, margin_mm=2.0)
     assert out.labels.shape == (3 + 2 * 3, 3 + 2 * 3, 30 + 2 * 2)
     assert out.labels.sum() == labels.sum()
     # voxel (0, 0, 0) of the crop is voxel (5, 9, 3) of the original, in world mm
@@ -349,7 +363,7 @@ def test_quick_training_produces_loadable_model(tmp_path: Path) -> None:
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env.pop(key, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "cohort_sciseg.segment.train", "--out", str(out), "--quick",
+        [sys.executable, "-m", "cohort_sciseg.training", "--out", str(out), "--quick",
          "--work", str(tmp_path / "work")],
         # ~6 min on one core (48x48x32 patches: cord Dice 0.933 here); the limit only catches hangs
         env=env, capture_output=True, text=True, timeout=1800, check=False,
@@ -358,6 +372,8 @@ def test_quick_training_produces_loadable_model(tmp_path: Path) -> None:
     assert check_manifest(out).status == "verified"
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["metrics"]["cord_dice_synthetic"] > 0.9
+    assert manifest["trained_by"] == "cohort_sciseg.training"
+    assert manifest["command"].startswith("python -m cohort_sciseg.training --out ")
     assert (out / "MODEL_CARD.md").is_file()
     trainer_dir = out / train.TRAINER_FOLDER
     assert json.loads((trainer_dir / "dataset.json").read_text())["labels"] == {
@@ -380,7 +396,7 @@ def test_quick_training_produces_loadable_model(tmp_path: Path) -> None:
     # gives back the same model (a network that ignored --init-weights would score ~0)
     tuned = tmp_path / "tuned"
     proc = subprocess.run(
-        [sys.executable, "-m", "cohort_sciseg.segment.train", "--out", str(tuned), "--quick",
+        [sys.executable, "-m", "cohort_sciseg.training", "--out", str(tuned), "--quick",
          "--work", str(tmp_path / "work"), "--epochs", "1", "--iterations-per-epoch", "1",
          "--initial-lr", "1e-9",
          "--init-weights", str(trainer_dir / "fold_0" / "checkpoint_final.pth")],
@@ -407,3 +423,68 @@ def test_postprocessing_is_chosen_on_training_scans_only() -> None:
     assert train.choose_postprocessing([row("synthetic", 0.8, 0.9)]) == {}
     s = train.summarize([{**row("real", 0.88, 0.92), "cord_dice": 0.92}])
     assert (s["cord_dice_real"], s["cord_dice_real_raw"]) == (0.92, 0.88)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _rpi_affine() -> np.ndarray:
+    """RPI (x runs right -> left), anisotropic voxels, so axis mix-ups change the result."""
+    aff = np.diag([-0.8, 1.0, 1.3, 1.0])
+    aff[:3, 3] = (20.0, -15.0, -30.0)
+    return aff
+
+
+def test_evaluate_runs_the_engine_and_reloads_a_retrained_model(tmp_path: Path) -> None:
+    """Scored against the engine's own output the Dice is 1; new weights in the same folder are used."""
+    pytest.importorskip("nnunetv2")
+    model = make_tiny_model(tmp_path / "model", seed=0)
+    image, affine = textured_image((40, 36, 28), seed=0), _rpi_affine()
+    seg = SegmentationEngine(model=str(model), device="cpu").predict_labels(Volume(image, affine, None))
+    assert (seg == 1).any()  # a non-trivial reference
+    assert (seg == 2).any()
+    case = train.Case("c", image, train.label_map(seg > 0, seg == 2), affine, "synthetic", "phantom")
+    log = tmp_path / "nnunet.log"
+
+    row = train.evaluate(model, [case], log)["cases"][0]
+    assert (row["cord_dice_raw"], row["lesion_dice"]) == (1.0, 1.0)
+    assert row["lesion_ref_voxels"] == row["lesion_pred_voxels"] == int((seg == 2).sum())
+
+    make_tiny_model(model, seed=1)  # "retrained": same folder, other weights, new manifest
+    row = train.evaluate(model, [case], log)["cases"][0]
+    assert row["cord_dice_raw"] < 1.0
+
+
+def test_evaluation_row_without_lesion_reference() -> None:
+    labels = np.zeros((7, 8, 9), np.uint8)
+    labels[2:5, 2:6, :] = 1
+    seg = labels.copy()
+    seg[3, 3, 3] = 2  # a lesion where the reference says nothing about lesions
+    case = train.Case("c", labels.astype(np.float32), labels, np.eye(4), "real", "manual",
+                      has_lesion_reference=False)
+    row = _case_row(case, seg)
+    assert row["cord_dice_raw"] == row["cord_dice"] == 1.0
+    assert row["lesion_dice"] is None
+    assert (row["lesion_ref_voxels"], row["lesion_pred_voxels"]) == (0, 1)
+
+
+def test_reevaluate_refuses_a_model_it_did_not_train(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    model = make_tiny_model(tmp_path / "tiny", seed=0)  # verified manifest, but no training attempts
+    with pytest.raises(SegmentationError, match="not a model exported by this training script"):
+        train.reevaluate_model(train.TrainSettings(), model, work_dir=tmp_path / "work")
+
+
+def test_nnunet_folders_must_be_set_before_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nnunetv2.paths", object())
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "elsewhere"))
+    with pytest.raises(SegmentationError, match="nnunetv2 was imported before its folders were set"):
+        train.set_nnunet_environment(tmp_path / "work")
+
+
+def test_importing_training_loads_neither_torch_nor_nnunet() -> None:
+    code = ("import sys, cohort_sciseg.training\n"
+            "print(sorted(m for m in ('torch', 'nnunetv2', 'dask') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.strip() == "[]"
