@@ -6,6 +6,9 @@ process as a user would start it (``--resume`` is the default). Measured in the 
 
 ``full``
     the first run (baseline): wall time of the process.
+``outside the network``
+    per scan, the task's seconds minus the model's (``tables/scans``: ``seconds_total -
+    seconds_segment``): reading, preparing, resampling back, writing, measuring, validating.
 ``noop``
     each no-op resume: wall time of the process and the phases of its run record
     (``logs/runs/run-*.json``): discovery, the client's resume check, whether a cluster
@@ -45,6 +48,15 @@ def run_once(sites: list[Path], out: Path, src: Path | None = None) -> tuple[flo
     return wall, record
 
 
+def _outside_network(out: Path) -> dict[str, float]:
+    """Median and mean over scans of the task's seconds minus the model's (``tables/scans``)."""
+    import pandas as pd
+
+    scans = pd.read_parquet(out / "tables" / "scans")
+    outside = scans["seconds_total"] - scans["seconds_segment"]
+    return {"median_s": float(outside.median()), "mean_s": float(outside.mean()), "scans": len(scans)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -61,8 +73,13 @@ def main() -> int:
         sites = [Path(r) for r in cohort.dataset_roots]
         out = Path(tmp) / "derivatives"
         full_s, full = run_once(sites, out)
+        outside = _outside_network(out)
         noop = [run_once(sites, out) for _ in range(args.repeats)]
         before = [run_once(sites, out, args.baseline_src) for _ in range(args.repeats)] if args.baseline_src else []
+        outside_before = None
+        if args.baseline_src:  # a full run of the baseline too: per-scan CPU seconds outside the network
+            run_once(sites, Path(tmp) / "baseline", args.baseline_src)
+            outside_before = _outside_network(Path(tmp) / "baseline")
     walls = [w for w, _ in noop]
     result = {
         "command": "python benchmarks/bench_resume.py" + (f" --out {args.out}" if args.out else ""),
@@ -77,6 +94,7 @@ def main() -> int:
             "counts": noop[-1][1]["counts"],
         },
         "ratio_noop_over_full": statistics.median(walls) / full_s,
+        "per_scan_seconds_outside_network": outside,
     }
     if before:
         b = [w for w, _ in before]
@@ -85,6 +103,7 @@ def main() -> int:
             "phases_last": before[-1][1]["phases"],
         }
         result["ratio_noop_before_over_after"] = statistics.median(b) / statistics.median(walls)
+        result["per_scan_seconds_outside_network_baseline_src"] = outside_before
         print(f"baseline ({args.baseline_src}) no-op resume median {statistics.median(b):.2f} s: "
               f"{result['ratio_noop_before_over_after']:.1f}x slower")
     print(f"full run {full_s:.1f} s; no-op resume median {statistics.median(walls):.2f} s over {len(walls)} "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 
 from cohort_sciseg.batch.keys import key_document, scan_key
@@ -322,16 +323,22 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
     store = RecordStore(config.out_dir)
     with _scan_log(config.out_dir, scan.scan_id, append=True):
         try:
+            masks = None
             if isinstance(staged.payload, _Masks):
                 cord_path, lesion_path = staged.payload.cord, staged.payload.lesion
                 seconds_segment = staged.payload.seconds
             else:
-                written = _staged_segmenter(config).finish(staged.payload, str(work_prefix(config.out_dir, scan)))
-                cord_path, lesion_path = _place(written, config, scan)
+                segmenter, prefix = _staged_segmenter(config), str(work_prefix(config.out_dir, scan))
+                if hasattr(segmenter, "finish_masks"):  # the masks stay in memory: read once, measured once
+                    *written, result = segmenter.finish_masks(staged.payload, prefix)
+                    masks = (result.cord, result.lesion)
+                else:
+                    written = segmenter.finish(staged.payload, prefix)
+                cord_path, lesion_path = _place((written[0], written[1]), config, scan)
                 seconds_segment = (
                     staged.device[2] - staged.device[1] if staged.device else float("nan")
                 )
-            tables, row = _measure(scan, config, key, store, cord_path, lesion_path, seconds_segment)
+            tables, row = _measure(scan, config, key, store, (cord_path, lesion_path), seconds_segment, masks)
         except _DATA_ERRORS as exc:
             return record_failure(
                 store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0, run_id=config.run_id
@@ -480,24 +487,33 @@ def _measure(
     config: TaskConfig,
     key: str,
     store: RecordStore,
-    cord_path: str,
-    lesion_path: str,
+    paths: tuple[str, str],
     seconds_segment: float,
+    masks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, pa.Table], dict[str, Any]]:
-    """Morphometry (and validation with manual masks) of the predicted masks: the scan's tables and row."""
+    """Morphometry (and validation with manual masks) of the predicted masks: the scan's tables and row.
+
+    ``masks``: the segmenter's masks already in memory (made on the image grid); else
+    the files at ``paths`` are read and checked against the image's grid.
+    """
+    cord_path, lesion_path = paths
     info = read_header(scan.image_path, scan_id=scan.scan_id)
-    cord = load_nifti(cord_path, scan_id=scan.scan_id)
-    lesion = load_nifti(lesion_path, scan_id=scan.scan_id)
-    check_same_geometry(info, cord, what="predicted cord mask", scan_id=scan.scan_id)
-    check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
+    if masks is not None and all(tuple(m.shape) == tuple(info.shape) for m in masks):
+        cord_data, lesion_data = masks
+    else:
+        cord = load_nifti(cord_path, scan_id=scan.scan_id)
+        lesion = load_nifti(lesion_path, scan_id=scan.scan_id)
+        check_same_geometry(info, cord, what="predicted cord mask", scan_id=scan.scan_id)
+        check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
+        cord_data, lesion_data = cord.data, lesion.data
     nli, nli_note = scan_nli_slice(scan, info.affine, info.shape)
     vert, discs, levels_note = scan_vertebral_labels(scan, info)
     analysis = measure_lesions(
-        cord.data, lesion.data, info.affine, nli_slice=nli, vert_labels=vert, disc_labels=discs,
+        cord_data, lesion_data, info.affine, nli_slice=nli, vert_labels=vert, disc_labels=discs,
         scan_id=scan.scan_id,
     )
     s = analysis.summary
-    suspect = cord_plausibility(cord.data, info.affine)
+    suspect = cord_plausibility(cord_data, info.affine)
     if suspect:
         logger.warning("suspect result: %s", "; ".join(suspect))
     row = _scan_row(
@@ -524,7 +540,8 @@ def _measure(
     notes = [n for n in (nli_note, levels_note) if n] + list(s.notes)
     tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
     if scan.has_manual_masks:
-        notes += _validate(scan, config, cord_path, lesion_path, tables, row)
+        prediction = Prediction(cord_path, lesion_path, cord=cord_data, lesion=lesion_data, analysis=analysis)
+        notes += _validate(scan, config, prediction, tables, row)
     elif scan.cord_mask_path or scan.lesion_mask_path:
         have, lack = ("cord", "lesion") if scan.cord_mask_path else ("lesion", "cord")
         row["validation"] = "incomplete"
@@ -535,13 +552,15 @@ def _measure(
 
 
 def _validate(
-    scan: Scan, config: TaskConfig, cord_path: str, lesion_path: str, tables: dict[str, pa.Table],
-    row: dict[str, Any],
+    scan: Scan, config: TaskConfig, prediction: Prediction, tables: dict[str, pa.Table], row: dict[str, Any]
 ) -> list[str]:
-    """Validation of the prediction against the manual masks: tables and row filled in; the manual masks' notes."""
+    """Validation of the prediction against the manual masks: tables and row filled in; the manual masks' notes.
+
+    The predicted masks and their morphometry travel in ``prediction`` (read and measured once).
+    """
     v = validate_scans(
         [scan],
-        {scan.scan_id: Prediction(cord_path, lesion_path)},
+        {scan.scan_id: prediction},
         method=config.segmenter_name or "predicted",
         units=config.units,  # type: ignore[arg-type]
     )

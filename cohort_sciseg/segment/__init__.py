@@ -21,7 +21,6 @@ from cohort_sciseg.segment.engine import (
     SegmentationResult,
     cache_info,
     clear_cache,
-    segment_image,
 )
 from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans, load_network, load_plans
 from cohort_sciseg.segment.manifest import (
@@ -42,6 +41,7 @@ from cohort_sciseg.segment.model import (
 from cohort_sciseg.segment.outputs import SegmentationOutputs, default_prefix, output_paths
 from cohort_sciseg.segment.postprocess import PostprocessOptions, postprocess_masks
 from cohort_sciseg.segment.resample import RESAMPLING_MODES, Resampling, resample_to_shape
+from cohort_sciseg.segment.single import segment_image
 
 __all__ = [
     "CACHE_SIZE",

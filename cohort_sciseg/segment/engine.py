@@ -30,10 +30,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import numpy as np
 
@@ -48,6 +47,7 @@ from cohort_sciseg.io import (
 )
 from cohort_sciseg.segment.limits import check_model_grid
 from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans
+from cohort_sciseg.segment.manifest import ManifestCheck
 from cohort_sciseg.segment.model import CheckpointChoice, find_model
 from cohort_sciseg.segment.outputs import (
     SegmentationOutputs,
@@ -66,6 +66,7 @@ from cohort_sciseg.segment.predictors import (
     clear_cache,
     device_choice,
     get_entry,
+    get_integrity,
     get_plans,
     resampling_device,
 )
@@ -83,7 +84,6 @@ __all__ = [
     "SegmentationResult",
     "cache_info",
     "clear_cache",
-    "segment_image",
 ]
 
 logger = logging.getLogger(__name__)
@@ -291,15 +291,19 @@ class SegmentationEngine:
         """The model's plans and manifest check (no checkpoint unpickled), once per process."""
         return get_plans(self.folder, trust=self.key.trust_model)
 
+    def integrity(self) -> ManifestCheck:
+        """The model folder's manifest check, once per process (no nnU-Net, no torch)."""
+        return get_integrity(self.folder, trust=self.key.trust_model)
+
     @property
     def model_name(self) -> str:
         """Name from the manifest, else the model folder's name."""
-        name = self.plans().integrity.manifest.get("name")
+        name = self.integrity().manifest.get("name")
         return str(name) if name else self.folder.root.name
 
     def describe(self) -> dict[str, Any]:
         """``{"name", "checksum", "integrity", "settings"}``: provenance of this engine's outputs."""
-        integrity = self.plans().integrity
+        integrity = self.integrity()
         return {
             "name": self.model_name,
             "checksum": integrity.checksum,
@@ -313,7 +317,7 @@ class SegmentationEngine:
         Only a manifest that verified (or that the user trusted) is read; SCIseg's
         release has none, so its masks stay SCT's raw output.
         """
-        integrity = self.plans().integrity
+        integrity = self.integrity()
         value = integrity.manifest.get("postprocessing")
         if value is None:
             return None
@@ -503,7 +507,7 @@ class SegmentationEngine:
         p = predicted.prepared
         result = self.masks_from_labels(self.labels(predicted), p.affine, postprocessing)
         cord_path, lesion_path = output_paths(Path(output_prefix))
-        integrity = self.plans().integrity
+        integrity = self.integrity()
         sidecar = generated_by(
             model_name=self.model_name,
             model_checksum=integrity.checksum,
@@ -515,7 +519,7 @@ class SegmentationEngine:
         write_mask(lesion_path, result.lesion, p.header, p.affine)
         cord_json = write_sidecar(cord_path, with_description(sidecar, "spinal cord mask"))
         lesion_json = write_sidecar(lesion_path, with_description(sidecar, "lesion mask"))
-        return SegmentationOutputs(cord_path, lesion_path, cord_json, lesion_json)
+        return SegmentationOutputs(cord_path, lesion_path, cord_json, lesion_json, masks=result)
 
     def segment_file(
         self,
@@ -560,39 +564,9 @@ class SegmentationEngine:
 
     def finish(self, predicted: PredictedLogits, out_prefix: str) -> tuple[str, str]:
         """Staged segmenter protocol: :meth:`write_outputs`, return the mask paths."""
+        return self.finish_masks(predicted, out_prefix)[:2]
+
+    def finish_masks(self, predicted: PredictedLogits, out_prefix: str) -> tuple[str, str, SegmentationResult]:
+        """:meth:`finish`, and the masks it wrote (the batch measures them without reading them back)."""
         out = self.write_outputs(predicted, out_prefix)
-        return str(out.cord), str(out.lesion)
-
-
-def segment_image(
-    image: str | os.PathLike[str],
-    output_prefix: str | os.PathLike[str] | None = None,
-    *,
-    model: str | os.PathLike[str] = "demo",
-    folds: Sequence[int | str] | None = None,
-    checkpoint: CheckpointChoice = "auto",
-    device: DeviceChoice = "auto",
-    tta: bool = False,
-    tile_step_size: float = 0.5,
-    threads: int | None = None,
-    trust_model: bool = False,
-    postprocessing: PostprocessOptions | None = None,
-    resampling: Resampling = "exact",
-) -> SegmentationOutputs:
-    """Segment one image file (what ``sct_deepseg lesion_sci_t2 -i IMAGE`` does).
-
-    The model is loaded once per process and reused by later calls with the same
-    model and settings. See :class:`SegmentationEngine` and :class:`EngineSettings`.
-    """
-    settings = EngineSettings(
-        model=os.fspath(model),
-        folds=None if folds is None else tuple(str(f) for f in folds),
-        checkpoint=checkpoint,
-        device=device,
-        tta=tta,
-        tile_step_size=tile_step_size,
-        threads=threads,
-        trust_model=trust_model,
-        resampling=resampling,
-    )
-    return SegmentationEngine(settings).segment_file(image, output_prefix, postprocessing=postprocessing)
+        return str(out.cord), str(out.lesion), cast("SegmentationResult", out.masks)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,13 @@ CODE_URL = _code_url()
 
 @dataclass(frozen=True, slots=True)
 class SegmentationOutputs:
-    """Paths written by one segmentation."""
+    """Paths written by one segmentation, and the masks written there (``SegmentationResult``)."""
 
     cord: Path
     lesion: Path
     cord_sidecar: Path
     lesion_sidecar: Path
+    masks: Any = field(default=None, compare=False, repr=False)
 
 
 def default_prefix(image: str | os.PathLike[str]) -> Path:

@@ -7,14 +7,24 @@ engines fetch theirs from here on every call and hold no predictor themselves.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cohort_sciseg.errors import SegmentationError, format_error
-from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans, load_network, load_plans
+from cohort_sciseg.segment.loading import (
+    LoadedNetwork,
+    ModelPlans,
+    check_model,
+    load_network,
+    load_plans,
+)
+from cohort_sciseg.segment.manifest import ManifestCheck
 from cohort_sciseg.segment.model import ModelFolder
 from cohort_sciseg.segment.quiet import quiet_nnunet
 
@@ -79,6 +89,25 @@ def get_plans(folder: ModelFolder, *, trust: bool) -> ModelPlans:
     return found
 
 
+_integrity: dict[tuple[str, bool], ManifestCheck] = {}
+
+
+def get_integrity(folder: ModelFolder, *, trust: bool) -> ManifestCheck:
+    """The model folder's manifest check, once per process, without nnU-Net or torch.
+
+    What :meth:`SegmentationEngine.describe` needs: a client learns the model's
+    name, checksum and recommended post-processing without loading nnU-Net.
+    """
+    key = (str(folder.root), bool(trust))
+    with _cache_lock:
+        found = _integrity.get(key)
+    if found is None:
+        found = check_model(folder, trust=trust)
+        with _cache_lock:
+            found = _integrity.setdefault(key, found)
+    return found
+
+
 def cache_info() -> dict[str, int]:
     """``{"loads", "hits", "size"}`` of this process's predictor cache."""
     with _cache_lock:
@@ -90,10 +119,34 @@ def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _plans.clear()
+        _integrity.clear()
         _stats.update(loads=0, hits=0)
 
 
+def _torch_built_with_cuda() -> bool:
+    """Whether the installed torch is a CUDA build, read from ``torch/version.py`` without importing torch.
+
+    A CPU build never sees a GPU (``torch.cuda.is_available()`` is False), so the
+    answer is exact when this says no; a CUDA build (or an unreadable file) asks torch.
+    """
+    spec = importlib.util.find_spec("torch")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        match = re.search(r"^cuda\b[^=]*=\s*(.+)$", _read(Path(folder) / "version.py"), re.MULTILINE)
+        if match:
+            return match.group(1).strip() not in ("None", "''", '""')
+    return True
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def _cuda_available() -> bool:
+    if not _torch_built_with_cuda():  # saves the torch import (1.5 s) where no GPU can be used
+        return False
     import torch
 
     return bool(torch.cuda.is_available())

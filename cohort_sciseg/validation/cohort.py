@@ -24,6 +24,7 @@ import pyarrow as pa
 from cohort_sciseg.errors import CohortSciSegError, ValidationError, format_error
 from cohort_sciseg.io import (
     NIFTI_EXTENSIONS,
+    NiftiInfo,
     check_same_geometry,
     inspect_mask,
     load_nifti,
@@ -46,12 +47,20 @@ BIDS_LESION = "label-lesion_mask"
 _EXTS = NIFTI_EXTENSIONS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Prediction:
-    """Predicted masks of one scan (either may be missing)."""
+    """Predicted masks of one scan (either path may be missing).
+
+    ``run`` also hands over what it already holds in memory — the masks on the
+    image grid (``cord``, ``lesion``) and their morphometry (``analysis``) — so
+    validation reads no predicted file again and measures the prediction once.
+    """
 
     cord_path: str | None
     lesion_path: str | None
+    cord: np.ndarray | None = None
+    lesion: np.ndarray | None = None
+    analysis: LesionAnalysis | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -156,13 +165,17 @@ def _match_bids(name: str, label: str, entity_stems: Mapping[str, list[Scan]], p
     return candidates[0].scan_id if len(candidates) == 1 else None
 
 
-def _load_pair(scan: Scan, manual: str, predicted: str, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    info = read_header(scan.image_path, scan_id=scan.scan_id)
+def _load_pair(
+    scan: Scan, info: NiftiInfo, manual: str, predicted: str, in_memory: np.ndarray | None, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The manual mask (read, checked on the image grid) and the predicted one (given, else read)."""
     ref = load_nifti(manual, scan_id=scan.scan_id)
-    pred = load_nifti(predicted, scan_id=scan.scan_id)
     check_same_geometry(info, ref, what=f"manual {what} mask", scan_id=scan.scan_id)
+    if in_memory is not None and tuple(in_memory.shape) == tuple(info.shape):
+        return ref.data, in_memory  # made on the image grid by this run's segmenter
+    pred = load_nifti(predicted, scan_id=scan.scan_id)
     check_same_geometry(info, pred, what=f"predicted {what} mask", scan_id=scan.scan_id)
-    return ref.data, pred.data, info.affine
+    return ref.data, pred.data
 
 
 def _biomarker_row(scan: Scan, method: str, split: str | None, analysis: LesionAnalysis) -> dict:
@@ -253,8 +266,10 @@ def _validate_one(
             fix="add the missing masks, or exclude the scan (--exclude)",
         )
         raise ValidationError(msg, scan_id=scan.scan_id)
-    ref_c, pred_c, affine = _load_pair(scan, mc, pc, "cord")
-    ref_l, pred_l, _ = _load_pair(scan, ml, pl, "lesion")
+    info = read_header(scan.image_path, scan_id=scan.scan_id)
+    ref_c, pred_c = _load_pair(scan, info, mc, pc, pred.cord, "cord")
+    ref_l, pred_l = _load_pair(scan, info, ml, pl, pred.lesion, "lesion")
+    affine = info.affine
     manual = measure_lesions(ref_c, ref_l, affine, scan_id=scan.scan_id)
     _check_references(scan, (mc, ml), ref_c, ref_l, manual)
     spacing = scan.voxel_size_mm
@@ -272,7 +287,7 @@ def _validate_one(
             )
         for r in result.to_rows(scan.scan_id, structure):
             rows.append({**r, "site": scan.site, "method": method, "split": split})
-    predicted = measure_lesions(pred_c, pred_l, affine, scan_id=scan.scan_id)
+    predicted = pred.analysis or measure_lesions(pred_c, pred_l, affine, scan_id=scan.scan_id)
     bio = [
         _biomarker_row(scan, "manual", split, manual),
         _biomarker_row(scan, method, split, predicted),
