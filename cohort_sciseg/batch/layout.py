@@ -9,6 +9,8 @@ each) and, beside them, the cohort-level outputs::
     OUT/<site>/sub-<sub>/[ses-<ses>/]anat/<source entities>_label-lesion_mask.nii.gz (+ .json)
     OUT/tables/  OUT/logs/  OUT/report/  OUT/validation/  OUT/.cohort-sciseg/
 
+(the cohort-level paths are named by :class:`cohort_sciseg.io.RunLayout`).
+
 ``<source entities>`` are the image's own (``sub-01_ses-01_acq-sag_run-1``); binary
 masks are BIDS derivatives' ``_mask`` suffix with a ``label-`` entity. With
 ``naming="sct"`` the masks keep SCT's names instead (``<scan_id>_sc_seg.nii.gz``,
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from cohort_sciseg.errors import BatchError, format_error
+from cohort_sciseg.io import RunLayout
 from cohort_sciseg.records import Scan
 
 __all__ = [
@@ -51,7 +54,6 @@ MASK_NAMINGS: tuple[str, ...] = ("bids", "sct")
 #: Entities of the BIDS mask names (cord, lesion).
 _BIDS_LABELS = ("label-SC_mask", "label-lesion_mask")
 _SCT_SUFFIXES = ("sc_seg", "lesion_seg")
-_PREVIOUS = Path(".cohort-sciseg") / "previous-layout"
 
 
 def check_naming(value: str) -> MaskNaming:
@@ -65,7 +67,7 @@ def check_naming(value: str) -> MaskNaming:
 
 def site_dataset(out_dir: str | os.PathLike[str], site: str) -> Path:
     """The derivative dataset of ``site`` inside the run folder."""
-    return Path(out_dir) / site
+    return RunLayout(out_dir).site_dataset(site)
 
 
 def scan_folder(out_dir: str | os.PathLike[str], scan: Scan) -> Path:
@@ -122,6 +124,7 @@ def migrate_previous_layout(out_dir: str | os.PathLike[str]) -> int:
     layout). Returns the number of files moved (0: nothing to migrate).
     """
     out = Path(out_dir)
+    previous = RunLayout(out).previous_layout
     top = out / "dataset_description.json"
     try:
         if json.loads(top.read_text(encoding="utf-8")).get("Name") != "cohort-sciseg derivatives":
@@ -130,22 +133,22 @@ def migrate_previous_layout(out_dir: str | os.PathLike[str]) -> int:
         return 0
     moved = 0
     for site in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if site.name in ("tables", "logs", "report", "validation"):
+        if site.name in RunLayout.COHORT_FOLDERS:
             continue
         for path in sorted(site.rglob("site-*")):
             name = path.name
             if path.is_file() and name.endswith(("_sc_seg.nii.gz", "_lesion_seg.nii.gz", "_sc_seg.json",
                                                  "_lesion_seg.json", "_morphometry.json")):
-                target = out / _PREVIOUS / path.relative_to(out)
+                target = previous / path.relative_to(out)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(path), target)
                 moved += 1
-    (out / _PREVIOUS).mkdir(parents=True, exist_ok=True)
-    top.replace(out / _PREVIOUS / "dataset_description.json")
+    previous.mkdir(parents=True, exist_ok=True)
+    top.replace(previous / "dataset_description.json")
     if moved:
         logger.warning(
             "%s was made by an earlier cohort-sciseg (one dataset, masks named <scan_id>_sc_seg): its %d mask "
             "file(s) moved to %s and its scans are redone with BIDS names (one derivative dataset per site)",
-            out, moved, out / _PREVIOUS,
+            out, moved, previous,
         )
     return moved

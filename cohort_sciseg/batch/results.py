@@ -18,7 +18,7 @@ import pyarrow as pa
 from cohort_sciseg._version import __version__
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import Outcome
-from cohort_sciseg.io import read_partitioned_table
+from cohort_sciseg.io import RunLayout, read_partitioned_table
 from cohort_sciseg.io.atomic import atomic_write_text, sha256_file
 from cohort_sciseg.records import Failure, Scan, failures_from_table
 
@@ -57,14 +57,15 @@ def validate_run(out: Path, scans: Sequence[Scan]) -> Path | None:
     """
     from cohort_sciseg.validation.study import flat_scans
 
-    metrics_dir = out / "tables" / "metrics"
+    layout = RunLayout(out)
+    metrics_dir = layout.table("metrics")
     if not any(metrics_dir.glob("site=*/*.parquet")):
         return None
-    target = out / "validation"
+    target = layout.validation
     flat = flat_scans(scans)
     h = hashlib.sha256(__version__.encode())
     for name in ("metrics", "biomarkers"):
-        for f in sorted((out / "tables" / name).glob("site=*/*.parquet")):
+        for f in sorted(layout.table(name).glob("site=*/*.parquet")):
             h.update(f"{f.relative_to(out).as_posix()}:{sha256_file(f)}".encode())
     h.update(flat.to_json(orient="split", date_format="iso", default_handler=str).encode())
     stamp, digest = target / _VALIDATION_STAMP, h.hexdigest()
@@ -75,7 +76,7 @@ def validate_run(out: Path, scans: Sequence[Scan]) -> Path | None:
 
     stamp.unlink(missing_ok=True)
     metrics = read_partitioned(metrics_dir)
-    biomarkers = read_partitioned(out / "tables" / "biomarkers")
+    biomarkers = read_partitioned(layout.table("biomarkers"))
     write_validation(target, metrics, biomarkers, flat, figures=True)
     atomic_write_text(stamp, digest)
     return target

@@ -58,7 +58,7 @@ from cohort_sciseg.batch.tasks import (
     resumed_outcome,
 )
 from cohort_sciseg.discover import expand_dataset_folders, find_scans
-from cohort_sciseg.io import write_json, write_parquet
+from cohort_sciseg.io import RunLayout, write_json, write_parquet
 from cohort_sciseg.io.atomic import sweep_partial_files
 from cohort_sciseg.records import (
     Failure,
@@ -255,7 +255,7 @@ def run_cohort(
 @contextlib.contextmanager
 def _run_log(out: Path) -> Iterator[Path]:
     """Every log record of this process, while the run lasts, into ``logs/runs/run-<time>.log``."""
-    path = out / "logs" / "runs" / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.log"
+    path = RunLayout(out).run_log(time.strftime("%Y%m%dT%H%M%S", time.gmtime()), os.getpid())
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -351,7 +351,7 @@ def _run(
     tables = store.compact(TABLE_SCHEMAS, extra=problems)
     scan_failures, excluded_validation = _failures_of(store, scans)
     failures = [*found, *scan_failures]
-    write_parquet(out / "tables" / "discovered_scans.parquet", scans_to_table(scans))
+    write_parquet(RunLayout(out).discovered_scans, scans_to_table(scans))
     phases["compact_s"] = time.perf_counter() - t
     t = time.perf_counter()
     validation = _validate(out, scans) if opts.validate else None
@@ -380,8 +380,7 @@ def _run(
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds, counts=dict(counts),
         device_busy=busy, phases=phases, cluster=cluster,
     )
-    runs = out / "logs" / "runs"
-    write_json(runs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.json", run_record)
+    write_json(RunLayout(out).run_record(time.strftime("%Y%m%dT%H%M%S", time.gmtime()), os.getpid()), run_record)
     return RunSummary(out, dict(counts), tuple(failures), seconds, tables, busy, tuple(excluded_validation))
 
 
@@ -392,7 +391,7 @@ def _output_folder(out_dir: str | os.PathLike[str]) -> Path:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".cohort-sciseg-write-test"
+        probe = RunLayout(out).write_probe
         probe.write_bytes(b"")
         probe.unlink()
     except (FileExistsError, NotADirectoryError):
@@ -430,7 +429,7 @@ def _schedule(
     from distributed import as_completed, performance_report
 
     store = RecordStore(out)
-    report = out / "logs" / f"dask-performance-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.html"
+    report = RunLayout(out).dask_performance(time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
     report.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with _client(opts) as client, performance_report(filename=str(report)):

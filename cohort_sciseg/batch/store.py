@@ -46,7 +46,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cohort_sciseg.io import write_json, write_parquet
+from cohort_sciseg.io import RunLayout, write_json, write_parquet
 
 __all__ = [
     "Commit",
@@ -95,7 +95,7 @@ class RecordStore:
 
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.out_dir = Path(out_dir)
-        self.root = self.out_dir / ".cohort-sciseg" / "records"
+        self.root = RunLayout(self.out_dir).records
 
     def __reduce__(self) -> tuple[type[RecordStore], tuple[str]]:
         return (RecordStore, (os.fspath(self.out_dir),))
@@ -262,7 +262,7 @@ class RecordStore:
         is kept (but a table with no ``site=*/part-0.parquet`` is still not
         returned).
         """
-        out = Path(tables_dir) if tables_dir is not None else self.out_dir / "tables"
+        out = Path(tables_dir) if tables_dir is not None else RunLayout(self.out_dir).tables
         wanted = None if only is None else set(only)
         by_site: dict[str, list[Commit]] = {}
         for c in self.commits():
@@ -275,7 +275,7 @@ class RecordStore:
         # Sites whose committed records (and extra rows) are those of the last compaction, with
         # their files in place, are not rewritten: a resumed run that skips most scans compacts
         # only what changed.
-        state_file = self.root.parent / _STATE
+        state_file = RunLayout(self.out_dir).compaction_state
         old_state = _load_state(state_file, schemas, out)
         fingerprints = {
             site: _fingerprint(commits, {n: per_site.get(site) for n, per_site in extras.items()})
@@ -335,7 +335,6 @@ class RecordStore:
         return result
 
 
-_STATE = "compaction.json"  # next to records/
 
 
 def _utc_now() -> str:

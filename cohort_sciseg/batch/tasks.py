@@ -31,8 +31,9 @@ from cohort_sciseg.batch.layout import MaskNaming, place_masks, work_prefix
 from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.errors import CohortSciSegError, format_error
-from cohort_sciseg.io import check_same_geometry, load_nifti, read_header
+from cohort_sciseg.io import RunLayout, check_same_geometry, load_nifti, read_header
 from cohort_sciseg.morphometry import (
+    LesionAnalysis,
     cord_plausibility,
     measure_lesions,
     scan_nli_slice,
@@ -123,7 +124,7 @@ def _scan_log(out_dir: str, scan_id: str, *, append: bool = False) -> Iterator[P
     only the records of the thread that installed it. The first stage of a scan
     starts the file afresh, later stages append.
     """
-    path = Path(out_dir) / "logs" / f"{scan_id}.log"
+    path = RunLayout(out_dir).scan_log(scan_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -338,13 +339,15 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                 seconds_segment = (
                     staged.device[2] - staged.device[1] if staged.device else float("nan")
                 )
-            tables, row = _measure(scan, config, key, store, (cord_path, lesion_path), seconds_segment, masks)
+            tables, row, measured = _measure(
+                scan, config, key, store, (cord_path, lesion_path), seconds_segment, masks
+            )
         except _DATA_ERRORS as exc:
             return record_failure(
                 store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0, run_id=config.run_id
             )
         if config.report:
-            _qc_page(config, scan, key, row, tables, cord_path, lesion_path)
+            _qc_page(config, scan, key, row, tables, (cord_path, lesion_path), measured)
         seconds = staged.seconds + time.perf_counter() - t0
         row["seconds_total"] = seconds
         tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
@@ -369,10 +372,14 @@ def _qc_page(
     key: str,
     row: dict[str, Any],
     tables: dict[str, pa.Table],
-    cord_path: str,
-    lesion_path: str,
+    paths: tuple[str, str],
+    measured: tuple[np.ndarray, np.ndarray, LesionAnalysis],
 ) -> None:
-    """The scan's QC page, made here by the worker that holds the scan (never fails the scan)."""
+    """The scan's QC page, made here by the worker that holds the scan (never fails the scan).
+
+    The masks and their morphometry come from :func:`_measure`: the page only draws.
+    """
+    cord_path, lesion_path = paths
     t = time.perf_counter()
     try:
         lesions = tables.get("lesions")
@@ -384,6 +391,8 @@ def _qc_page(
             metrics=metrics.to_pandas() if metrics is not None else None,
             provenance={"settings": config.settings_dict},
             participant=scan.participant_dict,
+            masks=measured[:2],
+            analysis=measured[2],
         )
     except Exception:  # QC images are a view of the results: their loss must not lose the results
         logger.warning("QC page of %s not written (the report build retries it)", scan.scan_id, exc_info=True)
@@ -490,8 +499,8 @@ def _measure(
     paths: tuple[str, str],
     seconds_segment: float,
     masks: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[dict[str, pa.Table], dict[str, Any]]:
-    """Morphometry (and validation with manual masks) of the predicted masks: the scan's tables and row.
+) -> tuple[dict[str, pa.Table], dict[str, Any], tuple[np.ndarray, np.ndarray, LesionAnalysis]]:
+    """Morphometry (and validation with manual masks) of the predicted masks: tables, row, masks and analysis.
 
     ``masks``: the segmenter's masks already in memory (made on the image grid); else
     the files at ``paths`` are read and checked against the image's grid.
@@ -548,7 +557,7 @@ def _measure(
         notes.append(f"manual {have} mask without a manual {lack} mask: not validated (add the {lack} mask to "
                      "derivatives/labels to validate this scan)")
     row["notes"] = "; ".join(notes) or None
-    return tables, row
+    return tables, row, (cord_data, lesion_data, analysis)
 
 
 def _validate(

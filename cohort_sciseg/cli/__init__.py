@@ -125,11 +125,10 @@ def _write_crash_log(
     text = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} internal error of cohort-sciseg {__version__}\n"
             f"command line: cohort-sciseg {' '.join(args)}\n" + "".join(traceback.format_exception(exc)))
     candidates = []
-    run_logs = getattr(command, "run_logs", None)
-    if callable(run_logs):  # the log file this process opened for this run, if it got that far
-        folder = Path(run_logs())
-        mine = [p for p in folder.glob(f"run-*-{os.getpid()}.log") if p.stat().st_mtime >= started - 1]
-        candidates += sorted(mine)[-1:]
+    run_layout = getattr(command, "run_layout", None)
+    if callable(run_layout):  # the log file this process opened for this run, if it got that far
+        mine = [p for p in run_layout().run_logs_of(os.getpid()) if p.stat().st_mtime >= started - 1]
+        candidates += mine[-1:]
     name = f"crash-{stamp}-{os.getpid()}.log"
     candidates += [crash_log_dir() / name, Path(tempfile.gettempdir()) / f"cohort-sciseg-{name}"]
     for path in candidates:

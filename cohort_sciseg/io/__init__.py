@@ -33,6 +33,7 @@ from cohort_sciseg.io.intensity import (
     WRAP_NEGATIVE_FRACTION,
     check_image_values,
 )
+from cohort_sciseg.io.layout import RunLayout
 from cohort_sciseg.io.nifti import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_VOXELS,
@@ -74,6 +75,7 @@ __all__ = [
     "WRAP_NEGATIVE_FRACTION",
     "MaskReport",
     "NiftiInfo",
+    "RunLayout",
     "Volume",
     "acquisition_plane",
     "atomic_path",

@@ -57,6 +57,7 @@ from scipy import ndimage
 
 from cohort_sciseg.errors import ReportError, format_error
 from cohort_sciseg.io import (
+    Volume,
     atomic_path,
     binarize,
     check_same_geometry,
@@ -64,7 +65,7 @@ from cohort_sciseg.io import (
     reorient,
     voxel_sizes,
 )
-from cohort_sciseg.morphometry import measure_lesions
+from cohort_sciseg.morphometry import LesionAnalysis, measure_lesions
 
 __all__ = [
     "AXIAL_PANEL_PX",
@@ -417,6 +418,29 @@ def _remove_stale_lesion_files(out: Path, keep: set[str]) -> None:
             p.unlink(missing_ok=True)
 
 
+def _masks_of(
+    image: Volume,
+    cord_path: str | os.PathLike[str] | None,
+    lesion_path: str | os.PathLike[str] | None,
+    masks: tuple[np.ndarray, np.ndarray] | None,
+    scan_id: str | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The binarised cord and lesion masks: given in memory (on the image grid), else read and checked."""
+    if masks is not None and all(tuple(m.shape) == tuple(image.shape) for m in masks):
+        return binarize(masks[0]), binarize(masks[1])
+    cord_raw = np.zeros(image.shape, dtype=bool)
+    if cord_path is not None:
+        cord_vol = load_nifti(cord_path, scan_id=scan_id)
+        check_same_geometry(image, cord_vol, what="cord mask", scan_id=scan_id)
+        cord_raw = binarize(cord_vol.data)
+    lesion_raw = None
+    if lesion_path is not None:
+        lesion_vol = load_nifti(lesion_path, scan_id=scan_id)
+        check_same_geometry(image, lesion_vol, what="lesion mask", scan_id=scan_id)
+        lesion_raw = binarize(lesion_vol.data)
+    return cord_raw, lesion_raw
+
+
 def render_reportlets(
     image_path: str | os.PathLike[str],
     cord_path: str | os.PathLike[str] | None,
@@ -426,6 +450,8 @@ def render_reportlets(
     max_lesions: int = 12,
     size_mm: float = 60.0,
     scan_id: str | None = None,
+    masks: tuple[np.ndarray, np.ndarray] | None = None,
+    analysis: LesionAnalysis | None = None,
 ) -> list[Reportlet]:
     """Write the QC images of one scan: sagittal and axial mosaics and one image per lesion.
 
@@ -455,6 +481,11 @@ def render_reportlets(
         :data:`LESION_MARGIN_MM` on each side).
     scan_id
         Named in error messages.
+    masks, analysis
+        What ``run`` already holds in memory: the cord and lesion masks on the
+        image grid (then the mask files are not read) and their
+        :func:`~cohort_sciseg.morphometry.measure_lesions` result (then nothing is
+        measured again: the reportlets only draw).
 
     Returns
     -------
@@ -483,20 +514,14 @@ def render_reportlets(
     t0 = time.perf_counter()
     _check_options(max_lesions, size_mm)
     image = load_nifti(image_path, scan_id=scan_id)
-    cord_raw = np.zeros(image.shape, dtype=bool)
-    if cord_path is not None:
-        cord_vol = load_nifti(cord_path, scan_id=scan_id)
-        check_same_geometry(image, cord_vol, what="cord mask", scan_id=scan_id)
-        cord_raw = binarize(cord_vol.data)
-    lesion_raw = None
-    if lesion_path is not None:
-        lesion_vol = load_nifti(lesion_path, scan_id=scan_id)
-        check_same_geometry(image, lesion_vol, what="lesion mask", scan_id=scan_id)
-        lesion_raw = binarize(lesion_vol.data)
+    cord_raw, lesion_raw = _masks_of(image, cord_path, lesion_path, masks, scan_id)
 
     rows: list[dict[str, Any]] = []
     labels_raw = np.zeros(image.shape, dtype=np.int32)
-    if lesion_raw is not None and lesion_raw.any():
+    if analysis is not None and lesion_raw is not None and lesion_raw.any():
+        rows = analysis.lesions.to_pylist()  # the run's own numbering: drawn, not measured again
+        labels_raw = analysis.labels
+    elif lesion_raw is not None and lesion_raw.any():
         # The lesion numbering of the lesions table, from the same function (no angle
         # correction: it changes measures, never the labels or their order).
         analysis = measure_lesions(

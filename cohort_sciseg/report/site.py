@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 
 from cohort_sciseg._version import __version__
 from cohort_sciseg.errors import CohortSciSegError, ReportError, format_error
-from cohort_sciseg.io import atomic_write_text, read_partitioned_table, write_json
+from cohort_sciseg.io import RunLayout, atomic_write_text, read_partitioned_table, write_json
 from cohort_sciseg.records import scans_from_table
 from cohort_sciseg.report.reportlets import Reportlet, render_reportlets
 
@@ -64,7 +64,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REPORT_DIRNAME = "report"
+REPORT_DIRNAME = RunLayout.REPORT
 
 #: The columns of ``data/index.js`` (one row per scan).
 INDEX_COLUMNS = (
@@ -107,11 +107,11 @@ def _safe(name: str) -> str:
 
 def scan_page_href(site: str, scan_id: str) -> str:
     """URL of a scan's page, relative to the report folder (percent-encoded)."""
-    return f"scans/{quote(_safe(site), safe='')}/{quote(_safe(scan_id), safe='')}.html"
+    return f"{RunLayout.SCAN_PAGES}/{quote(_safe(site), safe='')}/{quote(_safe(scan_id), safe='')}.html"
 
 
 def _scan_dir(report: Path, site: str, scan_id: str) -> Path:
-    return report / "scans" / _safe(site) / _safe(scan_id)
+    return report / RunLayout.SCAN_PAGES / _safe(site) / _safe(scan_id)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -220,6 +220,8 @@ def write_scan_page(
     metrics: pd.DataFrame | None = None,
     provenance: Mapping[str, Any] | None = None,
     participant: Mapping[str, Any] | None = None,
+    masks: tuple[Any, Any] | None = None,
+    analysis: Any = None,
 ) -> Path:
     """Write the QC page of one scan and its reportlets; return the page's path.
 
@@ -236,6 +238,9 @@ def write_scan_page(
         The image and the predicted masks (same grid).
     lesions, metrics
         The scan's rows of the ``lesions`` and ``metrics`` tables.
+    masks, analysis
+        The masks and their morphometry when the caller holds them
+        (see :func:`~cohort_sciseg.report.reportlets.render_reportlets`).
     provenance
         Extra label -> value pairs shown under *Provenance*.
     participant
@@ -244,14 +249,14 @@ def write_scan_page(
     Images that cannot be made (unreadable mask, ...) leave a page that says so;
     the error is logged, never raised: the scan's results stand without their QC images.
     """
-    report = Path(out_dir) / REPORT_DIRNAME
+    report = RunLayout(out_dir).report
     scan_id, site = str(scan["scan_id"]), str(scan["site"])
     folder = _scan_dir(report, site, scan_id)
     folder.mkdir(parents=True, exist_ok=True)
     reportlets: list[Reportlet] = []
     error = ""
     try:
-        reportlets = render_reportlets(image_path, cord_path, lesion_path, folder)
+        reportlets = render_reportlets(image_path, cord_path, lesion_path, folder, masks=masks, analysis=analysis)
     except (CohortSciSegError, OSError, ValueError, MemoryError) as exc:
         error = str(exc)
         logger.warning("QC images of %s not made: %s", scan_id, exc)
@@ -315,10 +320,10 @@ def _metric_view(metrics: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _read_table(out: Path, name: str) -> pd.DataFrame:
-    table = read_partitioned_table(out / "tables" / name)
+    table = read_partitioned_table(RunLayout(out).table(name))
     if table is not None:
         return table.to_pandas()
-    single = out / "tables" / f"{name}.parquet"
+    single = RunLayout(out).table_file(name)
     if single.is_file():
         return pd.read_parquet(single)
     return pd.DataFrame()
@@ -326,13 +331,13 @@ def _read_table(out: Path, name: str) -> pd.DataFrame:
 
 def latest_run_record(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The record of the latest run into ``out_dir`` (``logs/runs/run-<time>-<pid>.json``), or {}."""
-    runs = sorted((Path(out_dir) / "logs" / "runs").glob("run-*.json"))
+    runs = RunLayout(out_dir).run_records()
     return dict(json.loads(runs[-1].read_text(encoding="utf-8"))) if runs else {}
 
 
 def _participants(out: Path) -> dict[str, dict[str, str]]:
     """``participants.tsv`` rows by scan id, from the run's ``tables/discovered_scans.parquet``."""
-    path = out / "tables" / "discovered_scans.parquet"
+    path = RunLayout(out).discovered_scans
     if not path.is_file():
         return {}
     return {s.scan_id: s.participant_dict for s in scans_from_table(pq.read_table(path))}
@@ -447,10 +452,10 @@ _FIGURE_GROUPS = (
 )
 
 
-def _cohort_tables(validation: Path) -> list[dict[str, Any]]:
+def _cohort_tables(stats: Path) -> list[dict[str, Any]]:
     tables = []
     for name, title, note in _STATS:
-        path = validation / "stats" / f"{name}.parquet"
+        path = stats / f"{name}.parquet"
         if not path.is_file():
             continue
         df = pd.read_parquet(path)
@@ -465,8 +470,7 @@ def _cohort_tables(validation: Path) -> list[dict[str, Any]]:
     return tables
 
 
-def _cohort_figures(validation: Path, report: Path) -> list[dict[str, Any]]:
-    folder = validation / "figures"
+def _cohort_figures(folder: Path, report: Path) -> list[dict[str, Any]]:
     pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
     groups = []
     for tag, title in _FIGURE_GROUPS:
@@ -500,13 +504,14 @@ def build_report(
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
-    if not (out / "tables").is_dir():
+    layout = RunLayout(out)
+    if not layout.tables.is_dir():
         msg = format_error("no tables/ folder: not the output of a run", path=out,
                            expected="the OUT_DIR of `cohort-sciseg run`", fix="pass the folder given to run -o")
         raise ReportError(msg)
-    report = out / REPORT_DIRNAME
-    (report / "data").mkdir(parents=True, exist_ok=True)
-    (report / "assets").mkdir(parents=True, exist_ok=True)
+    report = layout.report
+    layout.report_data.mkdir(parents=True, exist_ok=True)
+    layout.report_assets.mkdir(parents=True, exist_ok=True)
     scans = _read_table(out, "scans")
     failures = _read_table(out, "failures")
     written, current, errors = 0, 0, []
@@ -547,26 +552,25 @@ def build_report(
     rid = _report_id(report)
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for name in _ASSETS:
-        _write_if_changed(report / "assets" / name,
+        _write_if_changed(layout.report_assets / name,
                           resources.files("cohort_sciseg.report").joinpath("assets", name).read_text(encoding="utf-8"))
-    _write_if_changed(report / "data" / "meta.js",
+    _write_if_changed(layout.report_data / "meta.js",
                       _js_data("COHORT_SCISEG_META", {"report": rid, "version": __version__}))
-    atomic_write_text(report / "data" / "index.js", _js_data(
+    atomic_write_text(layout.report_data / "index.js", _js_data(
         "COHORT_SCISEG_INDEX", {"columns": list(INDEX_COLUMNS), "rows": _index_rows(scans), "generated": generated}))
     common = {"version": __version__, "generated": generated, "root": ""}
-    atomic_write_text(report / "index.html", _env.get_template("index.html").render(page="index", **common))
+    atomic_write_text(layout.report_index, _env.get_template("index.html").render(page="index", **common))
     failure_rows = _failure_rows(failures)
     atomic_write_text(report / "failures.html",
                       _env.get_template("failures.html").render(page="failures", failures=failure_rows, **common))
-    validation = out / "validation"
     status = scans["status"].value_counts().to_dict() if not scans.empty else {}
     summary = [("scans", str(len(scans)))] + [(f"{k}", str(v)) for k, v in sorted(status.items())]
     if not scans.empty:
         summary.append(("sites", ", ".join(sorted(scans["site"].astype(str).unique()))))
     atomic_write_text(report / "cohort.html", _env.get_template("cohort.html").render(
-        page="cohort", summary=summary, tables=_cohort_tables(validation),
-        figures=_cohort_figures(validation, report), **common))
+        page="cohort", summary=summary, tables=_cohort_tables(layout.validation_stats),
+        figures=_cohort_figures(layout.validation_figures, report), **common))
     if errors:
         logger.warning("%d scan page(s) not made: %s", len(errors), "; ".join(errors[:5]))
-    return ReportSummary(report / "index.html", len(scans), len(failure_rows), written, current, tuple(errors),
+    return ReportSummary(layout.report_index, len(scans), len(failure_rows), written, current, tuple(errors),
                          time.perf_counter() - t0)

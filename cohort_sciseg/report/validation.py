@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cohort_sciseg._version import __version__
-from cohort_sciseg.io import write_json, write_parquet
+from cohort_sciseg.io import RunLayout, write_json, write_parquet
 from cohort_sciseg.records import (
     BIOMARKERS_SCHEMA,
     METRICS_SCHEMA,
@@ -171,14 +171,15 @@ def write_validation(
     statistics = validation_statistics(
         m_df, b_df, scans, reference=reference, strata=strata, wilcoxon=wopts, correction=correction
     )
-    stats_files = write_statistics(statistics, out / "stats")
+    # the names of a run's validation/ folder (RunLayout), in any folder given
+    stats_files = write_statistics(statistics, out / RunLayout.VALIDATION_STATS)
     figs: list[Path] = []
     if figures:
         bio_avg = average_over_splits(b_df, value=[*BIOMARKERS, "n_lesions"])
         figs = write_validation_figures(
             average_over_splits(m_df, value="value"),
             bio_avg,
-            out / "figures",
+            out / RunLayout.VALIDATION_FIGURES,
             clinical=_clinical_frames(bio_avg, scans),
             correlations=_correlation_specs(statistics.get("clinical")),
         )

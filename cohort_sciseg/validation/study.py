@@ -135,9 +135,12 @@ def _strata_columns(scans: pd.DataFrame, strata: Sequence[str]) -> list[str]:
     missing = [c for c in cols if c not in scans]
     if missing:
         known = ", ".join(sorted(map(str, scans.columns)))
-        raise KeyError(
-            f"cannot stratify by {missing}: not a scan, participant or sidecar column ({known})"
+        msg = format_error(
+            f"cannot stratify by {missing}: not a scan, participant or sidecar column",
+            expected=f"one of: {known}",
+            fix="pass a column of participants.tsv or the sidecars (e.g. --stratify etiology)",
         )
+        raise ValidationError(msg)
     return cols
 
 
@@ -180,7 +183,12 @@ def validation_statistics(
     methods = sorted(set(m["method"].astype(str))) if len(m) else []
     ref = reference or (methods[0] if methods else None)
     if ref is not None and methods and ref not in methods:
-        raise KeyError(f"reference method {ref!r} not among the methods {methods}")
+        msg = format_error(
+            f"reference method {ref!r} is not among the methods",
+            expected=f"one of {methods}",
+            fix="pass --reference with one of these names (the METHOD of -p METHOD=DIR)",
+        )
+        raise ValidationError(msg)
 
     out: dict[str, pd.DataFrame] = {}
     out["metrics_summary"] = (

@@ -521,3 +521,34 @@ def test_a_run_folder_of_the_previous_layout_is_migrated(cohort, tmp_path):
     assert not (out / "dataset_description.json").exists()
     logs = " ".join(p.read_text() for p in (out / "logs" / "runs").glob("run-*.log"))
     assert "made by an earlier cohort-sciseg" in logs
+
+
+def test_every_path_of_a_run_is_named_by_the_run_layout(cohort, tmp_path):
+    from cohort_sciseg.batch.layout import scan_folder
+    from cohort_sciseg.batch.tasks import TABLE_SCHEMAS
+    from cohort_sciseg.io import RunLayout
+
+    out = tmp_path / "run"
+    assert run_cohort(cohort, out, _opts()).ok
+    layout = RunLayout(out)
+    scans = find_scans(cohort).scans
+    sites = {layout.site_dataset(s.site) for s in scans}
+    named_top = {layout.tables, layout.logs, layout.report, layout.validation, layout.state, *sites}
+    subjects = {layout.site_dataset(s.site) / scan_folder(out, s).relative_to(layout.site_dataset(s.site)).parts[0]
+                for s in scans}  # inside a site's dataset: batch.layout's BIDS folders
+    named_second = {
+        layout.records, layout.run_logs, layout.scan_pages, layout.report_data, layout.report_assets,
+        layout.validation_stats, layout.validation_figures, *(layout.table(n) for n in TABLE_SCHEMAS), *subjects,
+    }
+    top = set(out.iterdir())
+    assert top <= named_top, sorted(p.name for p in top - named_top)
+    second = {p for d in top if d.is_dir() for p in d.iterdir() if p.is_dir()}
+    assert second <= named_second, sorted(str(p.relative_to(out)) for p in second - named_second)
+    # and the files of tables/ and logs/ are the ones RunLayout names
+    assert {p for p in layout.tables.iterdir() if p.is_file()} == {layout.discovered_scans}
+    assert set(layout.logs.glob("*.log")) == {layout.scan_log(s.scan_id) for s in scans}
+    assert len(list(layout.logs.glob(layout.dask_performance("*").name))) == 1
+    assert len(layout.run_records()) == 1
+    assert {p.suffix for p in layout.run_logs.iterdir()} == {".log", ".json"}
+    assert layout.compaction_state.is_file()
+    assert layout.report_index.is_file()

@@ -431,3 +431,25 @@ def test_real_scan(spine_t2w, tmp_path, sub, cord_suffix, lesion_suffix):
             assert im.size == (r.width, r.height)
         assert (out / r.file).stat().st_size > 1000
     assert "through the cord" in got[0].caption
+
+
+def test_masks_and_analysis_in_memory_give_the_same_pngs_without_reading_or_measuring(
+    scan, tmp_path, monkeypatch
+):
+    # What run hands over: the masks it holds and their morphometry; the reportlets only draw.
+    import cohort_sciseg.report.reportlets as reportlets
+
+    from_files = render_reportlets(*scan, tmp_path / "files")
+    cord = np.asarray(nib.load(scan[1]).dataobj)
+    les = np.asarray(nib.load(scan[2]).dataobj)
+    analysis = measure_lesions(cord, les, rpi_affine())  # with angle correction, as run measures
+
+    def no_measure(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(reportlets, "measure_lesions", no_measure)
+    missing = tmp_path / "absent.nii.gz"  # the mask files are not read
+    got = render_reportlets(scan[0], missing, missing, tmp_path / "memory", masks=(cord, les), analysis=analysis)
+    assert [(r.file, r.caption) for r in got] == [(r.file, r.caption) for r in from_files]
+    for r in got:
+        assert (tmp_path / "memory" / r.file).read_bytes() == (tmp_path / "files" / r.file).read_bytes()

@@ -17,6 +17,7 @@ from statsmodels.stats.multitest import multipletests
 
 from cohort_sciseg.cli import ValidateCommand, main
 from cohort_sciseg.discover import find_scans
+from cohort_sciseg.errors import ValidationError
 from cohort_sciseg.io import load_nifti, save_nifti
 from cohort_sciseg.records import BIOMARKERS_SCHEMA, FAILURES_SCHEMA, METRICS_SCHEMA
 from cohort_sciseg.synth import synthesize_cohort
@@ -151,8 +152,14 @@ def test_clinical_correlations_per_subject(tables):
 
 def test_unknown_stratum_names_known_columns(tables):
     metrics, bio, scans = tables
-    with pytest.raises(KeyError, match="etiology"):
+    with pytest.raises(ValidationError, match=r"cannot stratify by \['no_such_column'\].*etiology"):
         validation_statistics(metrics, bio, scans, strata=["no_such_column"])
+
+
+def test_unknown_reference_method_is_a_validation_error(tables):
+    metrics, bio, scans = tables
+    with pytest.raises(ValidationError, match=r"reference method 'nope' is not among the methods"):
+        validation_statistics(metrics, bio, scans, reference="nope")
 
 
 @pytest.mark.slow

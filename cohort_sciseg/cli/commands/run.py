@@ -12,6 +12,7 @@ from cohort_sciseg.errors import CohortSciSegError
 
 if TYPE_CHECKING:
     from cohort_sciseg.batch.segmenters import SegmenterSpec
+    from cohort_sciseg.io import RunLayout
 
 __all__ = ["DemoCommand", "ReportCommand", "RunCommand"]
 
@@ -75,9 +76,11 @@ class RunCommand:
     strict: bool = False
     mask_names: str = "bids"
 
-    def run_logs(self) -> Path:
-        """Where the run writes its log files (the CLI appends an internal error's traceback there)."""
-        return self.output / "logs" / "runs"
+    def run_layout(self) -> RunLayout:
+        """The run folder (the CLI appends an internal error's traceback to this run's log there)."""
+        from cohort_sciseg.io import RunLayout
+
+        return RunLayout(self.output)
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -161,9 +164,11 @@ class DemoCommand:
     workers: int | None = None
     progress: bool = True
 
-    def run_logs(self) -> Path:
-        """Where the run writes its log files (the CLI appends an internal error's traceback there)."""
-        return self.out / "derivatives" / "logs" / "runs"
+    def run_layout(self) -> RunLayout:
+        """The run folder inside the demo's folder (the CLI appends an internal error's traceback to its log)."""
+        from cohort_sciseg.io import RunLayout
+
+        return RunLayout(self.out / "derivatives")
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -184,36 +189,37 @@ class DemoCommand:
         out.write("\nrunning the cohort (segmentation, morphometry, validation) on a local Dask cluster\n")
         rc = RunCommand(
             bids_dirs=roots,
-            output=self.out / "derivatives",
+            output=self.run_layout().root,
             segmenter=self.segmenter,
             segmenter_options=self.segmenter_options,
             model=model,
             workers=self.workers,
             progress=self.progress,
         ).run(out)
-        validation = self.out / "derivatives" / "validation"
-        if (validation / "stats" / "metrics_summary.csv").is_file():
-            out.write(_validation_highlights(validation) + "\n")
-        index = self.out / "derivatives" / "report" / "index.html"
+        layout = self.run_layout()
+        if (layout.validation_stats / "metrics_summary.csv").is_file():
+            out.write(_validation_highlights(layout) + "\n")
+        index = layout.report_index
         if index.is_file():
             out.write(f"\nQC report (open in a browser): {index.resolve().as_uri()}\n")
         out.write(f"\ndemo outputs in {self.out.resolve()}\n")
         return rc
 
 
-def _validation_highlights(folder: Path) -> str:
+def _validation_highlights(layout: RunLayout) -> str:
     import pandas as pd
 
-    summary = pd.read_csv(folder / "stats" / "metrics_summary.csv")
-    lines = [f"validation against the manual masks ({folder}):"]
+    stats = layout.validation_stats
+    summary = pd.read_csv(stats / "metrics_summary.csv")
+    lines = [f"validation against the manual masks ({layout.validation}):"]
     sel = summary[(summary.stratum == "overall") & (summary.metric.isin(["Dice", "lesion_f1_mr"]))]
     for r in sel.itertuples():
         lines.append(f"  {r.structure} {r.metric} ({r.method}): {r.mean_sd} (n = {r.n})")
-    agree = pd.read_csv(folder / "stats" / "agreement.csv")
+    agree = pd.read_csv(stats / "agreement.csv")
     w = agree[(agree.stratum == "overall") & (agree.test == "scipy.stats.wilcoxon")]
     for r in w.itertuples():
         lines.append(f"  {r.measure}: manual vs {r.b}, Wilcoxon p = {r.p:.3g} (n = {r.n})")
-    lines.append(f"  tables: {folder / 'stats'}   figures: {folder / 'figures'}")
+    lines.append(f"  tables: {stats}   figures: {layout.validation_figures}")
     return "\n".join(lines)
 
 

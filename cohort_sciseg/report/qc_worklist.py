@@ -1,0 +1,206 @@
+"""The worklist of a QC review: the rated scans to correct, with their images, predictions and targets.
+
+See :mod:`cohort_sciseg.report.ratings` for the correction loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from cohort_sciseg.discover import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
+from cohort_sciseg.errors import ReportError, format_error
+from cohort_sciseg.io import (
+    RunLayout,
+    find_labels_masks,
+    image_folder,
+    labels_mask_path,
+    read_partitioned_table,
+)
+from cohort_sciseg.report.rating_files import (
+    RATING_COLUMNS,
+    PathLike,
+    Rating,
+    as_ratings,
+    check_choice,
+)
+
+__all__ = [
+    "STRUCTURES",
+    "WORKLIST_COLUMNS",
+    "dataset_folder",
+    "str_or_none",
+    "worklist",
+]
+
+#: Columns of :func:`worklist`' frame, in order (paths absolute).
+WORKLIST_COLUMNS: tuple[str, ...] = (
+    *RATING_COLUMNS,
+    "image_path",
+    "cord_seg_path",
+    "lesion_seg_path",
+    "cord_target_path",
+    "lesion_target_path",
+    "cord_existing_path",
+    "lesion_existing_path",
+)
+#: The structures of a correction, with the manual-mask suffixes discovery reads (the first is written).
+STRUCTURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cord", DEFAULT_CORD_SUFFIXES),
+    ("lesion", DEFAULT_LESION_SUFFIXES),
+)
+_SCAN_COLUMNS = (
+    "scan_id",
+    "site",
+    "sub",
+    "ses",
+    "image_path",
+    "cord_seg_path",
+    "lesion_seg_path",
+    "status",
+)
+
+
+def _run_scans(out_dir: Path) -> pd.DataFrame:
+    """The run's ``tables/scans`` (one row per scan id), ``site`` as text."""
+    folder = RunLayout(out_dir).table("scans")
+    try:
+        table = read_partitioned_table(folder)
+    except (OSError, pa.ArrowException) as exc:
+        msg = format_error(
+            f"cannot read the scans table: {type(exc).__name__}: {exc}",
+            path=folder,
+            expected="Parquet files written by `cohort-sciseg run`",
+            fix="re-run `cohort-sciseg run --resume` to rewrite the tables",
+        )
+        raise ReportError(msg, path=folder) from exc
+    if table is None:
+        msg = format_error(
+            "no scans table (tables/scans/site=*/*.parquet) in this folder",
+            path=out_dir,
+            expected="the OUT_DIR of a `cohort-sciseg run`",
+            fix="pass the folder given to `cohort-sciseg run -o`",
+        )
+        raise ReportError(msg, path=out_dir)
+    missing = [c for c in _SCAN_COLUMNS if c not in table.schema.names]
+    if missing:
+        msg = format_error(
+            f"the scans table has no column(s) {missing!r}",
+            path=folder,
+            expected="a scans table written by `cohort-sciseg run`",
+            fix="re-run `cohort-sciseg run --resume` to rewrite the tables",
+        )
+        raise ReportError(msg, path=folder)
+    table = table.select(list(_SCAN_COLUMNS))
+    frame = table.to_pandas()
+    return frame.drop_duplicates("scan_id", keep="last").set_index("scan_id", drop=False)
+
+
+def dataset_folder(scan_id: str, image: Path, sub: str, ses: str | None) -> tuple[Path, Path]:
+    """``(dataset root, image folder relative to it)`` of ``<root>/sub-X/[ses-Y/]anat/<image>``.
+
+    The folder must be the one of the scans table's ``sub`` and ``ses``.
+    """
+    rel = Path(f"sub-{sub}", *([f"ses-{ses}"] if ses else []), "anat")
+    try:
+        root, found = image_folder(image)
+    except ValueError:
+        root, found = image.parent, Path()
+    if not image.is_absolute() or found != rel:
+        msg = format_error(
+            f"the image {str(image)!r} is not in a BIDS folder {str(rel)!r}",
+            scan_id=scan_id,
+            expected="an absolute image path <dataset>/sub-<label>/[ses-<label>/]anat/<image> in the scans table",
+            fix="re-run `cohort-sciseg run --resume` on the BIDS datasets to rewrite the scans table",
+        )
+        raise ReportError(msg, path=image, scan_id=scan_id)
+    return root, rel
+
+
+def str_or_none(value: Any) -> str | None:
+    """A table cell as text; missing and empty cells as None."""
+    return None if value is None or pd.isna(value) or value == "" else str(value)
+
+
+def worklist(
+    ratings: pd.DataFrame | PathLike,
+    out_dir: PathLike,
+    *,
+    ratings_to_fix: Sequence[Rating] = ("fail",),
+) -> pd.DataFrame:
+    """The scans to correct by hand, with their images, predictions and manual-mask targets.
+
+    Parameters
+    ----------
+    ratings
+        A frame from :func:`read_ratings`, or a ratings file.
+    out_dir
+        The ``cohort-sciseg run`` folder the QC report was made from (its
+        ``tables/scans`` gives the images and the predicted masks).
+    ratings_to_fix
+        Ratings that put a scan on the list (default: fail; add artifact to
+        review those as well).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scan to correct, columns :data:`WORKLIST_COLUMNS`, in the
+        order of the ratings: the rating columns (``site``, ``sub``, ``ses`` from
+        the run's table), ``image_path``; ``cord_seg_path`` and
+        ``lesion_seg_path``, the run's predicted masks (absolute; missing when the
+        scan failed); ``cord_target_path`` and ``lesion_target_path``, where the
+        corrected masks go so that discovery reads them as the scan's manual
+        masks (``<dataset>/derivatives/labels/sub-X/[ses-Y/]anat/<image
+        stem>_seg-manual.nii.gz`` and ``..._lesion-manual.nii.gz``, the first of
+        :data:`~cohort_sciseg.discover.DEFAULT_CORD_SUFFIXES` and
+        :data:`~cohort_sciseg.discover.DEFAULT_LESION_SUFFIXES`);
+        ``cord_existing_path`` and ``lesion_existing_path``, the manual mask
+        discovery reads now (missing when there is none).
+
+    Raises
+    ------
+    ReportError
+        ``out_dir`` has no scans table, or rated scans are not in it (the message
+        lists a few), or the ratings file is bad (see :func:`read_ratings`).
+    ValueError
+        ``ratings_to_fix`` holds a value outside :data:`RATINGS`.
+    """
+    chosen = check_choice(ratings_to_fix, "ratings_to_fix")
+    frame = as_ratings(ratings)
+    out = Path(out_dir).resolve()
+    scans = _run_scans(out)
+    ids = frame["scan_id"].astype(str)
+    unknown = list(dict.fromkeys(i for i in ids if i not in scans.index))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        msg = format_error(
+            f"{len(unknown)} rated scan(s) are not in the run's scans table: {shown}",
+            path=RunLayout(out).table("scans"),
+            expected="ratings of scans of this run",
+            fix="pass the OUT_DIR of the run the QC report was made from (wrong OUT_DIR?), "
+            "or remove the ratings of other runs from the file",
+        )
+        raise ReportError(msg, path=out)
+    selected = frame[frame["rating"].astype(str).str.lower().isin(chosen)]
+    rows = []
+    for r in selected.to_dict("records"):
+        s = scans.loc[str(r["scan_id"])]
+        image = Path(str(s["image_path"]))
+        ses = str_or_none(s["ses"])
+        root, _ = dataset_folder(str(r["scan_id"]), image, str(s["sub"]), ses)
+        row = {c: r.get(c) for c in RATING_COLUMNS}
+        row.update(site=str(s["site"]), sub=str(s["sub"]), ses=ses, image_path=str(image))
+        for structure, suffixes in STRUCTURES:
+            pred = str_or_none(s[f"{structure}_seg_path"])
+            row[f"{structure}_seg_path"] = None if pred is None else str(out / pred)
+            row[f"{structure}_target_path"] = str(labels_mask_path(root, image, suffixes[0]))
+            existing = find_labels_masks(root, image, suffixes)
+            row[f"{structure}_existing_path"] = str(existing[0]) if existing else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS), dtype="str")
