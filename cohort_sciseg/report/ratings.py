@@ -1,22 +1,7 @@
 """QC ratings read back: worklists of scans to correct, manual-mask starting points, exclusions.
 
-Reviewers rate each scan of the HTML QC report *pass*, *fail* or *artifact*, with a
-comment, and export the ratings from the browser in one of two fixed formats.
-
-CSV (RFC 4180 quoting; a comment may hold commas, quotes and newlines; ``ses`` is
-empty for scans without a session)::
-
-    scan_id,site,sub,ses,rating,comment,rated_at
-    site-site1_sub-01_acq-sag_T2w,site1,01,,fail,"lesion missed, see C4",2024-05-01T12:00:00.000Z
-
-YAML (values are quoted strings, as a JSON-style flow mapping writes them; an
-unquoted ``sub: 01`` would be read by YAML as the number 1)::
-
-    report: <report id>
-    exported_at: 2024-05-01T12:05:00.000Z
-    ratings:
-      - {scan_id: "site-site1_sub-01_acq-sag_T2w", site: "site1", sub: "01", ses: "", rating: "fail",
-         comment: "lesion missed", rated_at: "2024-05-01T12:00:00.000Z"}
+Reviewers rate each scan of the HTML QC report *pass*, *fail* or *artifact* and export
+the ratings as CSV or YAML (formats: :mod:`~cohort_sciseg.report.rating_files`).
 
 The correction loop: :func:`worklist` lists the failed scans with their image, the
 predicted masks of the run and the manual-mask paths that discovery reads
