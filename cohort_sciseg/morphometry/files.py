@@ -149,17 +149,14 @@ def scan_nli_slice(scan: Scan, affine: np.ndarray, shape: tuple[int, ...]) -> tu
         return None, None
     raw, source = found
     try:
-        value = int(raw)
+        value: int | str = int(raw)
     except ValueError:
-        value = None
+        value = raw  # refused below, with the value quoted
     try:
-        if value is None:
-            nli_rpi_slice(raw, affine, shape, scan_id=scan.scan_id)
-        else:
-            nli_rpi_slice(value, affine, shape, scan_id=scan.scan_id)
+        nli_rpi_slice(value, affine, shape, scan_id=scan.scan_id)
     except MorphometryError as exc:
         return None, f"NLI slice from the {source} not used: {exc}"
-    return value, None
+    return int(value), None
 
 
 def scan_vertebral_labels(
