@@ -67,9 +67,6 @@ from cohort_sciseg.records import (
     scans_to_table,
 )
 
-# Names the benchmarks patch (benchmarks/bench_scale.py).
-_validate, _failures_of, _table_counts = validate_run, failures_of, table_counts
-
 __all__ = ["RunOptions", "RunSummary", "device_busy", "run_cohort", "sweep_partial_files"]
 
 logger = logging.getLogger(__name__)
@@ -349,12 +346,12 @@ def _run(
     found = [dataclasses.replace(p, run_id=config.run_id) for p in discovery.problems]
     problems = {"failures": failures_to_table(found)} if found else None
     tables = store.compact(TABLE_SCHEMAS, extra=problems)
-    scan_failures, excluded_validation = _failures_of(store, scans)
+    scan_failures, excluded_validation = failures_of(store, scans)
     failures = [*found, *scan_failures]
     write_parquet(RunLayout(out).discovered_scans, scans_to_table(scans))
     phases["compact_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    validation = _validate(out, scans) if opts.validate else None
+    validation = validate_run(out, scans) if opts.validate else None
     phases["validate_s"] = time.perf_counter() - t
     if validation is not None:
         tables["validation"] = validation
@@ -371,7 +368,7 @@ def _run(
     counts["total"] = len(scans)
     if excluded:
         counts["excluded"] = len(excluded)
-    counts.update(_table_counts(store, scans))
+    counts.update(table_counts(store, scans))
     if excluded_validation:
         counts["validation_excluded"] = len(excluded_validation)
     seconds = time.perf_counter() - t0

@@ -11,16 +11,12 @@ escape, for Dask to retry.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -28,10 +24,17 @@ import pyarrow as pa
 
 from cohort_sciseg.batch.keys import key_document, scan_key
 from cohort_sciseg.batch.layout import MaskNaming, place_masks, work_prefix
+from cohort_sciseg.batch.scanlog import scan_log
 from cohort_sciseg.batch.segmenters import SegmenterSpec, StagedSegmenter, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.errors import CohortSciSegError, format_error
-from cohort_sciseg.io import RunLayout, check_same_geometry, load_nifti, read_header
+from cohort_sciseg.io import (
+    NiftiInfo,
+    Volume,
+    check_same_geometry,
+    load_nifti,
+    read_header,
+)
 from cohort_sciseg.morphometry import (
     LesionAnalysis,
     cord_plausibility,
@@ -116,56 +119,6 @@ class Outcome:
     device: tuple[str, float, float] | None = None
 
 
-@contextlib.contextmanager
-def _scan_log(out_dir: str, scan_id: str, *, append: bool = False) -> Iterator[Path]:
-    """Route this thread's log records to ``OUT/logs/<scan_id>.log`` while the scan's stage runs.
-
-    A worker runs stages of several scans in threads at once: the handler keeps
-    only the records of the thread that installed it. The first stage of a scan
-    starts the file afresh, later stages append.
-    """
-    path = RunLayout(out_dir).scan_log(scan_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    ident = threading.get_ident()
-    handler.addFilter(lambda record: record.thread == ident)
-    root = logging.getLogger("cohort_sciseg")
-    _raise_log_level(root)
-    root.addHandler(handler)
-    try:
-        yield path
-    finally:
-        root.removeHandler(handler)
-        _restore_log_level(root)
-        handler.close()
-
-
-# The package logger must pass INFO while any thread of the worker writes a scan log:
-# the level is raised by the first such thread and restored by the last one (a thread
-# that restored it on its own exit silenced the INFO records of the others).
-_level_lock = threading.Lock()
-_level_users = 0
-_level_saved = logging.NOTSET
-
-
-def _raise_log_level(logger_: logging.Logger) -> None:
-    global _level_users, _level_saved
-    with _level_lock:
-        if _level_users == 0:
-            _level_saved = logger_.level
-            logger_.setLevel(min(_level_saved or logging.INFO, logging.INFO))
-        _level_users += 1
-
-
-def _restore_log_level(logger_: logging.Logger) -> None:
-    global _level_users
-    with _level_lock:
-        _level_users -= 1
-        if _level_users == 0:
-            logger_.setLevel(_level_saved)
-
-
 def _rel(path: str | os.PathLike[str], root: str) -> str:
     return os.path.relpath(path, root)
 
@@ -183,13 +136,16 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any], str, str | None]:
+def _start(
+    scan: Scan, config: TaskConfig, current: Any = None
+) -> tuple[RecordStore, dict[str, Any], str, str | None]:
     """The store, key document and key of ``scan``, and what to report without work.
 
     The last item is ``"done"`` when this run already committed the scan under its
     key (the task runs again because its result was lost with a dead worker:
     nothing is redone, with or without resume), ``"skipped"`` when an earlier run
-    did and ``config.resume`` is on, else ``None`` (do the work).
+    did and ``config.resume`` is on, else ``None`` (do the work). ``current``: the
+    scan's current record when the caller has just read it.
     """
     store = RecordStore(config.out_dir)
     try:
@@ -199,7 +155,8 @@ def _start(scan: Scan, config: TaskConfig) -> tuple[RecordStore, dict[str, Any],
     except OSError as exc:
         doc = {"scan_id": scan.scan_id, "unreadable": str(exc)}
     key = scan_key(doc)
-    current = store.current(scan.site, scan.scan_id)
+    if current is None:
+        current = store.current(scan.site, scan.scan_id)
     if current is None or current.key != key or current.status != "done":
         return store, doc, key, None
     if config.run_id and (current.info or {}).get("run_id") == config.run_id:
@@ -219,7 +176,7 @@ def resumed_outcome(scan: Scan, config: TaskConfig) -> Outcome | None:
     current = RecordStore(config.out_dir).current(scan.site, scan.scan_id)
     if current is None or current.status != "done":
         return None
-    _, _, key, already = _start(scan, config)
+    _, _, key, already = _start(scan, config, current)
     return Outcome(scan.scan_id, scan.site, "skipped", key) if already == "skipped" else None
 
 
@@ -241,7 +198,10 @@ class Staged:
     """A scan between its stage tasks (worker to worker; never sent to the client).
 
     ``payload`` is the segmenter's prepared image, then its prediction;
-    ``seconds`` the time spent in the stages so far.
+    ``seconds`` the time spent in the stages so far; ``image`` the scan's image as
+    read once by :func:`prepare_stage` (a :class:`~cohort_sciseg.io.Volume` when the
+    segmenter or the QC page needs the voxels, else its header): later stages take
+    its grid and voxels from here instead of the file.
     """
 
     scan: Scan
@@ -251,6 +211,7 @@ class Staged:
     payload: Any
     seconds: float
     device: tuple[str, float, float] | None = None
+    image: Volume | NiftiInfo | None = None
 
 
 def prepare_stage(scan: Scan, config: TaskConfig) -> Outcome | Staged:
@@ -267,15 +228,22 @@ def prepare_stage(scan: Scan, config: TaskConfig) -> Outcome | Staged:
     if already is not None:
         return Outcome(scan.scan_id, scan.site, already, key, worker_pid=os.getpid())
     attempt = store.start_attempt(scan.site, scan.scan_id, run_id=config.run_id, worker=_worker_id())
-    with _scan_log(config.out_dir, scan.scan_id, append=attempt > 1):
+    with scan_log(config.out_dir, scan.scan_id, append=attempt > 1):
         logger.info(
             "scan %s (key %s, attempt %d on %s): %s", scan.scan_id, key, attempt, _worker_id(), scan.image_path
         )
         try:
-            read_header(scan.image_path, scan_id=scan.scan_id)
             segmenter = get_segmenter(config.segmenter)
-            if is_staged(segmenter):
-                payload: Any = segmenter.prepare_file(scan.image_path, scan_id=scan.scan_id)
+            staged = is_staged(segmenter)
+            # the scan's one read of the image: its voxels when a stage needs them, else its header
+            image: Volume | NiftiInfo = (
+                load_nifti(scan.image_path, scan_id=scan.scan_id) if staged or config.report
+                else read_header(scan.image_path, scan_id=scan.scan_id)
+            )
+            if staged and hasattr(segmenter, "prepare") and isinstance(image, Volume):
+                payload: Any = segmenter.prepare(image, scan_id=scan.scan_id)
+            elif is_staged(segmenter):  # a plugin that reads the file itself
+                payload = segmenter.prepare_file(scan.image_path, scan_id=scan.scan_id)
             else:
                 ts = time.time()
                 written = segmenter.segment(scan.image_path, str(work_prefix(config.out_dir, scan)))
@@ -285,7 +253,7 @@ def prepare_stage(scan: Scan, config: TaskConfig) -> Outcome | Staged:
                 store, scan, key, attempt, exc, time.perf_counter() - t0, run_id=config.run_id
             )
         logger.info("prepared in %.2f s", time.perf_counter() - t0)
-    return Staged(scan, key, doc, attempt, payload, time.perf_counter() - t0)
+    return Staged(scan, key, doc, attempt, payload, time.perf_counter() - t0, image=image)
 
 
 def infer_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome | Staged:
@@ -294,7 +262,7 @@ def infer_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome | Stage
         return staged
     t0 = time.perf_counter()
     scan = staged.scan
-    with _scan_log(config.out_dir, scan.scan_id, append=True):
+    with scan_log(config.out_dir, scan.scan_id, append=True):
         try:
             predicted = _staged_segmenter(config).infer(staged.payload)
         except _DATA_ERRORS as exc:
@@ -322,7 +290,7 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
     t0 = time.perf_counter()
     scan, key, attempt = staged.scan, staged.key, staged.attempt
     store = RecordStore(config.out_dir)
-    with _scan_log(config.out_dir, scan.scan_id, append=True):
+    with scan_log(config.out_dir, scan.scan_id, append=True):
         try:
             masks = None
             if isinstance(staged.payload, _Masks):
@@ -340,14 +308,14 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                     staged.device[2] - staged.device[1] if staged.device else float("nan")
                 )
             tables, row, measured = _measure(
-                scan, config, key, store, (cord_path, lesion_path), seconds_segment, masks
+                scan, config, key, store, (cord_path, lesion_path), seconds_segment, masks, staged.image
             )
         except _DATA_ERRORS as exc:
             return record_failure(
                 store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0, run_id=config.run_id
             )
         if config.report:
-            _qc_page(config, scan, key, row, tables, (cord_path, lesion_path), measured)
+            _qc_page(config, scan, key, row, tables, (cord_path, lesion_path), measured, staged.image)
         seconds = staged.seconds + time.perf_counter() - t0
         row["seconds_total"] = seconds
         tables["scans"] = pa.Table.from_pylist([row], schema=RUN_SCANS_SCHEMA)
@@ -374,10 +342,11 @@ def _qc_page(
     tables: dict[str, pa.Table],
     paths: tuple[str, str],
     measured: tuple[np.ndarray, np.ndarray, LesionAnalysis],
+    image: Volume | NiftiInfo | None,
 ) -> None:
     """The scan's QC page, made here by the worker that holds the scan (never fails the scan).
 
-    The masks and their morphometry come from :func:`_measure`: the page only draws.
+    The image, the masks and their morphometry are those the stages hold: the page only draws.
     """
     cord_path, lesion_path = paths
     t = time.perf_counter()
@@ -393,6 +362,7 @@ def _qc_page(
             participant=scan.participant_dict,
             masks=measured[:2],
             analysis=measured[2],
+            image=image if isinstance(image, Volume) else None,
         )
     except Exception:  # QC images are a view of the results: their loss must not lose the results
         logger.warning("QC page of %s not written (the report build retries it)", scan.scan_id, exc_info=True)
@@ -499,14 +469,16 @@ def _measure(
     paths: tuple[str, str],
     seconds_segment: float,
     masks: tuple[np.ndarray, np.ndarray] | None = None,
+    image: Volume | NiftiInfo | None = None,
 ) -> tuple[dict[str, pa.Table], dict[str, Any], tuple[np.ndarray, np.ndarray, LesionAnalysis]]:
     """Morphometry (and validation with manual masks) of the predicted masks: tables, row, masks and analysis.
 
     ``masks``: the segmenter's masks already in memory (made on the image grid); else
-    the files at ``paths`` are read and checked against the image's grid.
+    the files at ``paths`` are read and checked against the image's grid. ``image``:
+    the image (or its header) as :func:`prepare_stage` read it; else its header is read.
     """
     cord_path, lesion_path = paths
-    info = read_header(scan.image_path, scan_id=scan.scan_id)
+    info = image if image is not None else read_header(scan.image_path, scan_id=scan.scan_id)
     if masks is not None and all(tuple(m.shape) == tuple(info.shape) for m in masks):
         cord_data, lesion_data = masks
     else:
@@ -516,10 +488,9 @@ def _measure(
         check_same_geometry(info, lesion, what="predicted lesion mask", scan_id=scan.scan_id)
         cord_data, lesion_data = cord.data, lesion.data
     nli, nli_note = scan_nli_slice(scan, info.affine, info.shape)
-    vert, discs, levels_note = scan_vertebral_labels(scan, info)
+    levels, levels_note = scan_vertebral_labels(scan, info)
     analysis = measure_lesions(
-        cord_data, lesion_data, info.affine, nli_slice=nli, vert_labels=vert, disc_labels=discs,
-        scan_id=scan.scan_id,
+        cord_data, lesion_data, info.affine, nli_slice=nli, levels=levels, scan_id=scan.scan_id
     )
     s = analysis.summary
     suspect = cord_plausibility(cord_data, info.affine)
@@ -549,7 +520,9 @@ def _measure(
     notes = [n for n in (nli_note, levels_note) if n] + list(s.notes)
     tables: dict[str, pa.Table] = {"lesions": analysis.lesions, "lesion_slices": analysis.slices}
     if scan.has_manual_masks:
-        prediction = Prediction(cord_path, lesion_path, cord=cord_data, lesion=lesion_data, analysis=analysis)
+        prediction = Prediction(
+            cord_path, lesion_path, cord=cord_data, lesion=lesion_data, analysis=analysis, image=info
+        )
         notes += _validate(scan, config, prediction, tables, row)
     elif scan.cord_mask_path or scan.lesion_mask_path:
         have, lack = ("cord", "lesion") if scan.cord_mask_path else ("lesion", "cord")

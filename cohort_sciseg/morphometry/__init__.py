@@ -14,17 +14,20 @@ from cohort_sciseg.morphometry.files import (
     scan_vertebral_labels,
     write_lesion_analysis,
 )
-from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions
+from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions, slice_levels
+from cohort_sciseg.morphometry.levels import SliceLevels
 from cohort_sciseg.morphometry.plausibility import cord_plausibility
 
 __all__ = [
     "CenterlineAngles",
     "LesionAnalysis",
+    "SliceLevels",
     "analyze_lesion_files",
     "centerline_angles",
     "cord_plausibility",
     "measure_lesions",
     "scan_nli_slice",
     "scan_vertebral_labels",
+    "slice_levels",
     "write_lesion_analysis",
 ]

@@ -11,17 +11,15 @@ import numpy as np
 
 from cohort_sciseg.errors import CohortSciSegError, MorphometryError
 from cohort_sciseg.io import (
-    RPI,
     check_same_geometry,
     load_nifti,
-    reorient,
     save_nifti,
     write_json,
     write_parquet,
 )
 from cohort_sciseg.morphometry.bridges import nli_rpi_slice
-from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions
-from cohort_sciseg.morphometry.levels import slice_levels_from_discs, slice_levels_from_labeled_cord
+from cohort_sciseg.morphometry.lesions import LesionAnalysis, measure_lesions, slice_levels
+from cohort_sciseg.morphometry.levels import SliceLevels
 from cohort_sciseg.records import Scan
 
 __all__ = [
@@ -159,10 +157,8 @@ def scan_nli_slice(scan: Scan, affine: np.ndarray, shape: tuple[int, ...]) -> tu
     return int(value), None
 
 
-def scan_vertebral_labels(
-    scan: Scan, grid: Any
-) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-    """``(vert_labels, disc_labels, note)`` of a scan for :func:`measure_lesions`.
+def scan_vertebral_labels(scan: Scan, grid: Any) -> tuple[SliceLevels | None, str | None]:
+    """``(levels, note)``: the per-slice vertebral levels of a scan for :func:`measure_lesions` (``levels=``).
 
     The labelled cord (``Scan.vert_labels_path``) is preferred to disc labels
     (``Scan.disc_labels_path``). A file that cannot be read, is not on the
@@ -178,10 +174,8 @@ def scan_vertebral_labels(
         try:
             vol = load_nifti(path, scan_id=scan.scan_id)
             check_same_geometry(grid, vol, what=what, scan_id=scan.scan_id)
-            rpi = reorient(vol.data, vol.affine, RPI)[0]
-            check = slice_levels_from_labeled_cord if key == "vert_labels" else slice_levels_from_discs
-            check(rpi, scan_id=scan.scan_id)
+            vert, discs = (vol.data, None) if key == "vert_labels" else (None, vol.data)
+            return slice_levels(vert, discs, vol.affine, scan_id=scan.scan_id), None
         except CohortSciSegError as exc:
-            return None, None, f"{what} not used (levels left null): {exc}"
-        return (vol.data, None, None) if key == "vert_labels" else (None, vol.data, None)
-    return None, None, None
+            return None, f"{what} not used (levels left null): {exc}"
+    return None, None

@@ -67,6 +67,7 @@ from cohort_sciseg.morphometry.bridges import (
 )
 from cohort_sciseg.morphometry.centerline import DEFAULT_SMOOTH, CenterlineAngles, centerline_angles
 from cohort_sciseg.morphometry.levels import (
+    SliceLevels,
     lesion_levels,
     level_name,
     slice_levels_from_discs,
@@ -74,7 +75,7 @@ from cohort_sciseg.morphometry.levels import (
 )
 from cohort_sciseg.records import LESION_SLICES_SCHEMA, LESIONS_SCHEMA, ScanMorphometry
 
-__all__ = ["LesionAnalysis", "measure_lesions"]
+__all__ = ["LesionAnalysis", "measure_lesions", "slice_levels"]
 
 #: 18-connectivity in 3D (``skimage.measure.label(connectivity=2)``, SCT's choice).
 _STRUCTURE_18 = ndimage.generate_binary_structure(3, 2)
@@ -324,17 +325,21 @@ def _interpolation(
     return Interpolation(x_star)
 
 
-def _slice_levels(
-    vert_labels: np.ndarray | None, disc_labels: np.ndarray | None, aff: np.ndarray, scan_id: str | None
-) -> tuple[np.ndarray | None, str | None]:
-    """Vertebral level of each RPI axial slice (0 = none) and which labelling gave it."""
+def slice_levels(
+    vert_labels: np.ndarray | None, disc_labels: np.ndarray | None, affine: np.ndarray, *, scan_id: str | None = None
+) -> SliceLevels | None:
+    """The vertebral level of each RPI axial slice from a labelled cord (preferred) or disc labels, on any grid.
+
+    ``None`` without a labelling. Raises :class:`~cohort_sciseg.errors.MorphometryError`
+    for label values that are not integers (see :mod:`cohort_sciseg.morphometry.levels`).
+    """
     if vert_labels is not None:
-        rpi = reorient(np.asarray(vert_labels), aff, RPI)[0]
-        return slice_levels_from_labeled_cord(rpi, scan_id=scan_id), "vertebrae"
+        rpi = reorient(np.asarray(vert_labels), affine, RPI)[0]
+        return SliceLevels(slice_levels_from_labeled_cord(rpi, scan_id=scan_id), "vertebrae")
     if disc_labels is not None:
-        rpi = reorient(np.asarray(disc_labels), aff, RPI)[0]
-        return slice_levels_from_discs(rpi, scan_id=scan_id), "discs"
-    return None, None
+        rpi = reorient(np.asarray(disc_labels), affine, RPI)[0]
+        return SliceLevels(slice_levels_from_discs(rpi, scan_id=scan_id), "discs")
+    return None
 
 
 def measure_lesions(
@@ -349,6 +354,7 @@ def measure_lesions(
     nli_slice: int | None = None,
     vert_labels: np.ndarray | None = None,
     disc_labels: np.ndarray | None = None,
+    levels: SliceLevels | None = None,
     scan_id: str | None = None,
 ) -> LesionAnalysis:
     """Measure every lesion of a scan as SCT's ``sct_analyze_lesion -m LESION -s CORD [-i IMAGE] [-nli-slice N]``.
@@ -380,6 +386,10 @@ def measure_lesions(
         disc); gives each lesion's ``vert_levels`` and ``vert_level_centroid``
         and the summary's ``lesion_vert_levels`` (see
         :mod:`cohort_sciseg.morphometry.levels`). Null columns without them.
+    levels
+        The same, already turned into per-slice levels (:func:`slice_levels`, e.g.
+        by :func:`~cohort_sciseg.morphometry.scan_vertebral_labels`); instead of
+        ``vert_labels``/``disc_labels``.
     scan_id
         Written in the tables and error messages.
 
@@ -408,7 +418,19 @@ def measure_lesions(
     c_rpi, rpi_aff = reorient(binarize(c_in, threshold), aff, RPI)
     l_rpi, _ = reorient(binarize(l_in, threshold), aff, RPI)
     img_rpi = None if img_in is None else reorient(img_in, aff, RPI)[0]
-    levels, levels_kind = _slice_levels(vert_labels, disc_labels, aff, scan_id)
+    if levels is None:
+        levels = slice_levels(vert_labels, disc_labels, aff, scan_id=scan_id)
+    elif vert_labels is not None or disc_labels is not None or levels.levels.shape != (c_rpi.shape[2],):
+        msg = format_error(
+            f"slice levels of shape {levels.levels.shape} given"
+            + (" with vertebral or disc labels" if vert_labels is not None or disc_labels is not None else ""),
+            expected=f"one level per RPI axial slice ({c_rpi.shape[2]}) and no labels besides",
+            fix="pass either the labels or slice_levels(...) of them on this grid",
+            scan_id=scan_id,
+        )
+        raise MorphometryError(msg, scan_id=scan_id)
+    levels_kind = None if levels is None else levels.kind
+    slice_level = None if levels is None else levels.levels
 
     if not c_rpi.any():
         notes.append("cord mask is empty: every lesion is outside the cord")
@@ -434,7 +456,7 @@ def measure_lesions(
         z_slices, z_centroid = row.pop("_z_slices"), row.pop("_z_centroid")
         lesion_slices.update(int(z) for z in z_slices)
         row["vert_levels"], row["vert_level_centroid"] = (
-            (None, None) if levels is None else lesion_levels(levels, z_slices, z_centroid)
+            (None, None) if slice_level is None else lesion_levels(slice_level, z_slices, z_centroid)
         )
         rows.append({"scan_id": scan_id, "lesion_id": lid, **row})
         slice_rows += [{"scan_id": scan_id, "lesion_id": lid, **r} for r in srows]
@@ -451,8 +473,8 @@ def measure_lesions(
         if nli_diameter is None:
             notes.append("no cord on the two interpolation slices at the NLI slice: no A-P diameter")
     lesion_vert_levels = None
-    if levels is not None:
-        numbers = sorted({int(levels[z]) for z in lesion_slices if levels[z] > 0})
+    if slice_level is not None:
+        numbers = sorted({int(slice_level[z]) for z in lesion_slices if slice_level[z] > 0})
         lesion_vert_levels = tuple(level_name(n) for n in numbers)
         if rows and not numbers:
             notes.append(f"vertebral labels ({levels_kind}) do not cover any lesion slice")

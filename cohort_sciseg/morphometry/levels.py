@@ -26,7 +26,8 @@ interpolation holds fractional levels at every boundary).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from cohort_sciseg.errors import MorphometryError, format_error
 
 __all__ = [
     "INTEGER_TOLERANCE",
+    "SliceLevels",
     "lesion_levels",
     "level_name",
     "slice_levels_from_discs",
@@ -51,6 +53,18 @@ _RESAMPLE_FIX = (
     "; if it was resampled or reoriented, redo it with nearest-neighbour interpolation "
     "(e.g. `sct_resample -x nn` or `sct_apply_transfo -x label`)"
 )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SliceLevels:
+    """The vertebral level number of each RPI axial slice of a scan (0 = none) and the labelling that gave it.
+
+    ``kind`` is ``"vertebrae"`` (a labelled cord) or ``"discs"`` (disc labels),
+    the ``vert_labels`` value of the scan's summary.
+    """
+
+    levels: np.ndarray
+    kind: Literal["vertebrae", "discs"]
 
 
 def _labelled_voxels(

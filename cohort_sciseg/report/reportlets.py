@@ -452,6 +452,7 @@ def render_reportlets(
     scan_id: str | None = None,
     masks: tuple[np.ndarray, np.ndarray] | None = None,
     analysis: LesionAnalysis | None = None,
+    image: Volume | None = None,
 ) -> list[Reportlet]:
     """Write the QC images of one scan: sagittal and axial mosaics and one image per lesion.
 
@@ -486,6 +487,8 @@ def render_reportlets(
         image grid (then the mask files are not read) and their
         :func:`~cohort_sciseg.morphometry.measure_lesions` result (then nothing is
         measured again: the reportlets only draw).
+    image
+        The image at ``image_path`` already in memory (then it is not read again).
 
     Returns
     -------
@@ -513,7 +516,8 @@ def render_reportlets(
     """
     t0 = time.perf_counter()
     _check_options(max_lesions, size_mm)
-    image = load_nifti(image_path, scan_id=scan_id)
+    if image is None:
+        image = load_nifti(image_path, scan_id=scan_id)
     cord_raw, lesion_raw = _masks_of(image, cord_path, lesion_path, masks, scan_id)
 
     rows: list[dict[str, Any]] = []

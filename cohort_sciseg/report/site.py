@@ -222,6 +222,7 @@ def write_scan_page(
     participant: Mapping[str, Any] | None = None,
     masks: tuple[Any, Any] | None = None,
     analysis: Any = None,
+    image: Any = None,
 ) -> Path:
     """Write the QC page of one scan and its reportlets; return the page's path.
 
@@ -241,6 +242,8 @@ def write_scan_page(
     masks, analysis
         The masks and their morphometry when the caller holds them
         (see :func:`~cohort_sciseg.report.reportlets.render_reportlets`).
+    image
+        The image at ``image_path`` when the caller holds it (a :class:`~cohort_sciseg.io.Volume`).
     provenance
         Extra label -> value pairs shown under *Provenance*.
     participant
@@ -256,7 +259,9 @@ def write_scan_page(
     reportlets: list[Reportlet] = []
     error = ""
     try:
-        reportlets = render_reportlets(image_path, cord_path, lesion_path, folder, masks=masks, analysis=analysis)
+        reportlets = render_reportlets(
+            image_path, cord_path, lesion_path, folder, masks=masks, analysis=analysis, image=image
+        )
     except (CohortSciSegError, OSError, ValueError, MemoryError) as exc:
         error = str(exc)
         logger.warning("QC images of %s not made: %s", scan_id, exc)

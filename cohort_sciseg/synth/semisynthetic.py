@@ -40,11 +40,11 @@ from scipy import ndimage
 
 from cohort_sciseg.errors import SynthError, format_error
 from cohort_sciseg.io import (
-    NIFTI_EXTENSIONS,
     acquisition_plane,
     atomic_write_text,
     binarize,
     check_same_geometry,
+    find_labels_masks,
     load_nifti,
     nifti_stem,
     orientation_code,
@@ -76,13 +76,10 @@ def find_masked_images(
         if p.name.endswith((".nii", ".nii.gz"))
     )
     pairs = []
-    for img in images:
-        rel = img.parent.relative_to(root)
-        for ext in NIFTI_EXTENSIONS:
-            mask = root / "derivatives" / "labels" / rel / f"{nifti_stem(img)}_{cord_suffix}{ext}"
-            if mask.is_file():
-                pairs.append((img, mask))
-                break
+    for img in images:  # the mask discovery reads (the one rule of io.derivatives)
+        masks = find_labels_masks(root, img, [cord_suffix])
+        if masks:
+            pairs.append((img, masks[0]))
     return pairs
 
 

@@ -25,6 +25,7 @@ from cohort_sciseg.errors import CohortSciSegError, ValidationError, format_erro
 from cohort_sciseg.io import (
     NIFTI_EXTENSIONS,
     NiftiInfo,
+    Volume,
     check_same_geometry,
     inspect_mask,
     load_nifti,
@@ -52,8 +53,10 @@ class Prediction:
     """Predicted masks of one scan (either path may be missing).
 
     ``run`` also hands over what it already holds in memory — the masks on the
-    image grid (``cord``, ``lesion``) and their morphometry (``analysis``) — so
-    validation reads no predicted file again and measures the prediction once.
+    image grid (``cord``, ``lesion``), their morphometry (``analysis``) and the
+    image's grid (``image``: a :class:`~cohort_sciseg.io.NiftiInfo` or
+    :class:`~cohort_sciseg.io.Volume`) — so validation reads no predicted file
+    and no image header again and measures the prediction once.
     """
 
     cord_path: str | None
@@ -61,6 +64,7 @@ class Prediction:
     cord: np.ndarray | None = None
     lesion: np.ndarray | None = None
     analysis: LesionAnalysis | None = None
+    image: NiftiInfo | Volume | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -166,7 +170,7 @@ def _match_bids(name: str, label: str, entity_stems: Mapping[str, list[Scan]], p
 
 
 def _load_pair(
-    scan: Scan, info: NiftiInfo, manual: str, predicted: str, in_memory: np.ndarray | None, what: str
+    scan: Scan, info: NiftiInfo | Volume, manual: str, predicted: str, in_memory: np.ndarray | None, what: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The manual mask (read, checked on the image grid) and the predicted one (given, else read)."""
     ref = load_nifti(manual, scan_id=scan.scan_id)
@@ -266,7 +270,7 @@ def _validate_one(
             fix="add the missing masks, or exclude the scan (--exclude)",
         )
         raise ValidationError(msg, scan_id=scan.scan_id)
-    info = read_header(scan.image_path, scan_id=scan.scan_id)
+    info = pred.image if pred.image is not None else read_header(scan.image_path, scan_id=scan.scan_id)
     ref_c, pred_c = _load_pair(scan, info, mc, pc, pred.cord, "cord")
     ref_l, pred_l = _load_pair(scan, info, ml, pl, pred.lesion, "lesion")
     affine = info.affine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from cohort_sciseg.batch.tasks import _scan_log
+from cohort_sciseg.batch.scanlog import scan_log
 
 log = logging.getLogger("cohort_sciseg.batch.tasks")
 
@@ -21,14 +21,14 @@ def test_a_thread_that_ends_its_scan_log_does_not_silence_another(tmp_path):
 
     def a():
         b_in.wait(10)
-        with _scan_log(str(tmp_path), "scan-a"):
+        with scan_log(str(tmp_path), "scan-a"):
             log.info("a starts")
             a_in.set()
             b_done.wait(10)
             log.info("a after b left")
 
     def b():
-        with _scan_log(str(tmp_path), "scan-b"):
+        with scan_log(str(tmp_path), "scan-b"):
             log.info("b only")
             b_in.set()
             a_in.wait(10)

@@ -25,7 +25,7 @@ from morpho_phantoms import (
 from morpho_reference import reference_from_any, to_rpi
 
 from cohort_sciseg.errors import MorphometryError
-from cohort_sciseg.morphometry import measure_lesions
+from cohort_sciseg.morphometry import SliceLevels, measure_lesions, slice_levels
 
 pytestmark = pytest.mark.shared_data
 
@@ -176,3 +176,16 @@ def test_vertebral_levels_from_a_labelled_real_cord(staggered):
     assert list(res.summary.lesion_vert_levels) == sorted(
         {v for lv in df["vert_levels"] for v in lv}, key=order.index
     )
+    # the per-slice levels computed beforehand (as run does from the labelling file) give the same rows
+    levels = slice_levels(vert, None, aff)
+    assert levels is not None
+    assert levels.kind == "vertebrae"
+    assert levels.levels.tolist() == [level_of[z] for z in range(nz)]
+    again = measure_lesions(cord, lesion, aff, levels=levels)
+    assert again.lesions.equals(res.lesions)
+    assert again.summary == res.summary
+    wrong = SliceLevels(levels.levels[:-1], "vertebrae")
+    with pytest.raises(MorphometryError, match=rf"slice levels of shape \({nz - 1},\).*one level per RPI axial slice"):
+        measure_lesions(cord, lesion, aff, levels=wrong, scan_id="sub-x")
+    with pytest.raises(MorphometryError, match=r"with vertebral or disc labels"):
+        measure_lesions(cord, lesion, aff, levels=levels, vert_labels=vert)

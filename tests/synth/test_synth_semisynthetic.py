@@ -116,3 +116,26 @@ def test_arrays_api_on_a_synthetic_cord(rng):
     none = insert_lesions_into_arrays(image, cord, affine, n_lesions=0, rng=rng)
     assert none[2] == ()
     assert not none[1].any()
+
+
+def test_the_cord_mask_is_the_one_discovery_reads(tmp_path):
+    """With a ``.nii`` and a ``.nii.gz`` cord mask, lesions go into the mask discovery validates against."""
+    import nibabel as nib
+
+    from cohort_sciseg.discover import find_scans
+    from cohort_sciseg.synth.semisynthetic import find_masked_images
+
+    root = tmp_path / "ds"
+    anat = root / "sub-01" / "anat"
+    labels = root / "derivatives" / "labels" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    img = nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4))
+    nib.save(img, anat / "sub-01_T2w.nii.gz")
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    for ext in (".nii.gz", ".nii"):
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.uint8), np.eye(4)), labels / f"sub-01_T2w_seg-manual{ext}")
+    ((_, mask),) = find_masked_images(root, "seg-manual")
+    assert mask.name == "sub-01_T2w_seg-manual.nii"  # discovery's rule: the smaller path first
+    (scan,) = find_scans([root]).scans
+    assert scan.cord_mask_path == str(mask)
