@@ -82,7 +82,7 @@ def main() -> int:
             outside_before = _outside_network(Path(tmp) / "baseline")
     walls = [w for w, _ in noop]
     result = {
-        "command": "python benchmarks/bench_resume.py" + (f" --out {args.out}" if args.out else ""),
+        "command": "python " + " ".join(sys.argv),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "cohort": {"sites": 3, "subjects_per_site": args.subjects_per_site, "scans": full["n_scans"]},
         "full_run": {"wall_s": full_s, "phases": full["phases"], "counts": full["counts"]},
