@@ -18,6 +18,7 @@ from __future__ import annotations
 from os import PathLike
 
 __all__ = [
+    "AnalysisError",
     "BatchError",
     "CohortSciSegError",
     "DiscoveryError",
@@ -134,3 +135,9 @@ class ReportError(CohortSciSegError):
     """The QC report cannot be built."""
 
     stage = "report"
+
+
+class AnalysisError(CohortSciSegError):
+    """A finished run folder cannot be opened or queried (:func:`cohort_sciseg.open_run`)."""
+
+    stage = "analysis"

@@ -34,6 +34,7 @@ __all__ = [
     "LESION_SLICES_SCHEMA",
     "METRICS_SCHEMA",
     "RUN_SCANS_SCHEMA",
+    "RUN_TABLE_SCHEMAS",
     "SCANS_SCHEMA",
     "AcquisitionPlane",
     "Failure",
@@ -424,6 +425,12 @@ BIOMARKERS_SCHEMA = pa.schema(
         _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1", nullable=False),
     ]
 )
+
+#: The tables of a run and their schemas (``tables/<name>/site=<site>/``, hive-partitioned by site).
+RUN_TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "scans": RUN_SCANS_SCHEMA, "lesions": LESIONS_SCHEMA, "lesion_slices": LESION_SLICES_SCHEMA,
+    "metrics": METRICS_SCHEMA, "biomarkers": BIOMARKERS_SCHEMA, "failures": FAILURES_SCHEMA,
+}
 
 @dataclass(frozen=True, slots=True)
 class ScanMorphometry:

@@ -43,12 +43,8 @@ from cohort_sciseg.morphometry import (
     scan_vertebral_labels,
 )
 from cohort_sciseg.records import (
-    BIOMARKERS_SCHEMA,
-    FAILURES_SCHEMA,
-    LESION_SLICES_SCHEMA,
-    LESIONS_SCHEMA,
-    METRICS_SCHEMA,
     RUN_SCANS_SCHEMA,
+    RUN_TABLE_SCHEMAS,
     Failure,
     Scan,
     failures_to_table,
@@ -70,14 +66,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The tables of a run and their schemas (``tables/<name>/site=<site>/``).
-TABLE_SCHEMAS: dict[str, pa.Schema] = {
-    "scans": RUN_SCANS_SCHEMA,
-    "lesions": LESIONS_SCHEMA,
-    "lesion_slices": LESION_SLICES_SCHEMA,
-    "metrics": METRICS_SCHEMA,
-    "biomarkers": BIOMARKERS_SCHEMA,
-    "failures": FAILURES_SCHEMA,
-}
+TABLE_SCHEMAS = RUN_TABLE_SCHEMAS
 
 
 @dataclass(frozen=True, slots=True)

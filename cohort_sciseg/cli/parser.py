@@ -100,13 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("discover", help="find T2w scans, masks, sidecars and clinical tables in BIDS datasets")
+    d = sub.add_parser("discover", help="find T2w scans, masks, sidecars and clinical tables in BIDS datasets",
+                       description="Find the T2w scans of BIDS datasets (one dataset per site) with their manual "
+                       "masks, vertebral labels, JSON sidecars and participants.tsv rows; print a summary and write "
+                       "the scans table and the problems table (Parquet). Nothing is segmented.")
     d.set_defaults(command_class=DiscoverCommand)
     d.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
     d.add_argument("-o", "--output", type=Path, help="write the scans table here (Parquet)")
     d.add_argument("--failures-output", type=Path, help="problems table (default: failures.parquet beside -o)")
-    d.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL")
-    d.add_argument("--session", nargs="+", dest="sessions", metavar="LABEL")
+    d.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL",
+                   help="only these subjects (sub-01 or 01)")
+    d.add_argument("--session", nargs="+", dest="sessions", metavar="LABEL", help="only these sessions (ses-01 or 01)")
     d.add_argument("--include", type=Path, metavar="FILE", help="file with the scan ids to keep, one per line")
     d.add_argument("--exclude", type=Path, metavar="FILE", help="file with the scan ids to drop, one per line")
     d.add_argument("--cord-suffix", nargs="+", dest="cord_suffixes", metavar="SUFFIX",
@@ -121,16 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 'label-disc*' 'labels-disc*' '*_labeled_disc*')")
     d.add_argument("--strict", action="store_true", help="stop at the first problem instead of recording it")
 
-    s = sub.add_parser("synth", help="write a synthetic multi-site SCI cohort as BIDS datasets")
+    s = sub.add_parser("synth", help="write a synthetic multi-site SCI cohort as BIDS datasets",
+                       description="Write a synthetic multi-site SCI cohort into OUT: one BIDS dataset per site "
+                       "with manual masks and clinical scores, and the ground truth of every inserted lesion "
+                       "(OUT/ground_truth/).")
     s.set_defaults(command_class=SynthCommand)
-    s.add_argument("out", type=Path, metavar="OUT")
-    s.add_argument("--sites", type=int, default=3)
-    s.add_argument("--subjects-per-site", type=int, default=4)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    s.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
+    s.add_argument("--subjects-per-site", type=int, default=4, help="subjects per site (default 4)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed gives the same cohort")
     s.add_argument("--from-bids", type=Path, metavar="BIDS_DIR",
                    help="semi-synthetic: insert lesions into the real cords of this dataset")
 
-    a = sub.add_parser("analyze-lesion", help="lesion morphometrics of one scan (drop-in for sct_analyze_lesion)")
+    a = sub.add_parser("analyze-lesion", help="lesion morphometrics of one scan (drop-in for sct_analyze_lesion)",
+                       description="Lesion morphometrics of one scan from its lesion and cord masks, with the "
+                       "definitions of SCT's sct_analyze_lesion (its -m, -s, -i, -nli-slice, -ofolder are accepted): "
+                       "one row per lesion, the per-sagittal-slice tissue bridges and a per-scan summary.")
     a.set_defaults(command_class=AnalyzeLesionCommand)
     a.add_argument("--lesion", "-m", type=Path, required=True, help="lesion mask (binary or soft)")
     a.add_argument("--cord", "-s", type=Path, required=True, help="spinal cord mask")
@@ -149,17 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--disc-labels", type=Path, metavar="FILE",
                    help="disc labels on the same grid (value 3 = C2/C3 disc): adds vertebral levels")
     a.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (value > t), default 0.5")
-    a.add_argument("--no-angle-correction", dest="angle_correction", action="store_false")
+    a.add_argument("--no-angle-correction", dest="angle_correction", action="store_false",
+                   help="no cos-theta correction from the cord's centerline (SCT corrects)")
 
-    q = sub.add_parser("metrics", help="segmentation metrics of one pair (drop-in for animaSegPerfAnalyzer)")
+    q = sub.add_parser("metrics", help="segmentation metrics of one pair (drop-in for animaSegPerfAnalyzer)",
+                       description="Segmentation metrics of one predicted mask against one reference mask: "
+                       "animaSegPerfAnalyzer's measures with its rules (its -i, -r, -l are accepted) and, under "
+                       "'corrected', the correct ones (ASSD, HD95, NSD, lesion-wise F1), written as JSON.")
     q.set_defaults(command_class=MetricsCommand)
     q.add_argument("--pred", "-i", type=Path, required=True, help="predicted mask")
     q.add_argument("--ref", "-r", type=Path, required=True, help="reference (manual) mask")
     q.add_argument("--lesion", "-l", action="store_true", help="also lesion detection metrics (ANIMA -l)")
     q.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention (default mm)")
-    q.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json")
+    q.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json", help="write the metrics here (JSON)")
 
-    v = sub.add_parser("validate", help="validate predicted masks against manual masks and clinical scores")
+    v = sub.add_parser("validate", help="validate predicted masks against manual masks and clinical scores",
+                       description="Validate predicted masks against the manual masks of BIDS datasets: metrics "
+                       "per scan, the paper's biomarkers, statistics (agreement, methods, clinical correlations, "
+                       "cohort table) and figures, written to OUT_DIR.")
     v.set_defaults(command_class=ValidateCommand)
     v.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
     v.add_argument("--predictions", "-p", action="append", default=[], metavar="[METHOD[@SPLIT]=]DIR",
@@ -167,30 +184,41 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--biomarkers", action="append", default=[], type=Path, metavar="FILE",
                    help="biomarker table (Parquet or CSV: scan_id, method, [split,] n_lesions, total_volume_mm3, "
                         "total_length_mm, max_axial_damage_ratio), e.g. from morphometry runs")
-    v.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
+    v.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     v.add_argument("--reference", metavar="METHOD", help="method compared with the others (default: first)")
     v.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention (default mm)")
     v.add_argument("--stratify", action="append", default=[], dest="strata", metavar="COLUMN",
                    help="also summarise by this participants/sidecar/scan column (e.g. etiology, manufacturer)")
-    v.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL")
+    v.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL",
+                   help="only these subjects (sub-01 or 01)")
     v.add_argument("--include", type=Path, metavar="FILE", help="file with the scan ids to keep")
     v.add_argument("--exclude", type=Path, metavar="FILE", help="file with the scan ids to drop")
     v.add_argument("--zero-method", choices=("wilcox", "pratt", "zsplit"), default="wilcox",
                    help="scipy.stats.wilcoxon zero_method (default wilcox)")
     v.add_argument("--wilcoxon-method", choices=("auto", "exact", "approx"), default="auto",
                    help="scipy.stats.wilcoxon method (default auto)")
-    v.add_argument("--no-figures", dest="figures", action="store_false")
+    v.add_argument("--no-figures", dest="figures", action="store_false", help="statistics only, no figures")
 
-    r = sub.add_parser("run", help="segment, measure and validate a cohort on Dask (LocalCluster by default)")
+    r = sub.add_parser("run", help="segment, measure and validate a cohort on Dask (LocalCluster by default)",
+                       description="Segment every T2w scan of the BIDS datasets, measure its lesions and validate "
+                       "it against its manual masks where they exist, on a Dask cluster: this machine by default, "
+                       "--cluster FILE (local, SLURM, Kubernetes) or --scheduler. Writes OUT_DIR (one BIDS "
+                       "derivative dataset per site, tables/, report/, logs/); running it again resumes.")
     r.set_defaults(command_class=RunCommand)
     r.add_argument("bids_dirs", nargs="+", type=Path, metavar="BIDS_DIR", help="one BIDS dataset per site")
-    r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="BIDS derivatives folder")
-    r.add_argument("--model", help="nnU-Net v2 model folder, or 'demo' (the bundled model; default)")
+    r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR",
+                   help="run folder: one BIDS derivative dataset per site, tables/, report/, logs/ (an earlier run's "
+                   "folder is resumed)")
+    r.add_argument("--model", metavar="demo|sct:TASK|PATH",
+                   help="same as --segmenter-option model=...: 'demo' (the bundled model; default), "
+                   "sct:lesion_sci_t2 (SCIseg as an installed SCT holds it: found from SCT_DIR, else sct_deepseg "
+                   "on PATH; sct:SCT_DIR:lesion_sci_t2 names the folder) or an nnU-Net v2 model folder")
     r.add_argument("--segmenter", default="nnunet",
                    help="segmenter plugin: nnunet (default), copy-manual, or package.module:Factory")
     r.add_argument("--segmenter-option", action="append", dest="segmenter_options", metavar="KEY=VALUE",
                    help="option of the segmenter (e.g. tta=true, device=cuda)")
-    r.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL")
+    r.add_argument("--participant-label", nargs="+", dest="participant_labels", metavar="LABEL",
+                   help="only these subjects (sub-01 or 01)")
     where = r.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="connect to a running Dask scheduler")
     where.add_argument("--cluster", type=Path, metavar="FILE", help="cluster file (see cluster/)")
@@ -211,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--no-resume", dest="resume", action="store_false",
                         help="redo every scan even when its result is up to date")
     r.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died (default 2)")
-    r.add_argument("--units", choices=("mm", "voxel"), default="mm", help="distance convention of the metrics")
-    r.add_argument("--no-progress", dest="progress", action="store_false")
+    r.add_argument("--units", choices=("mm", "voxel"), default="mm",
+                   help="distance convention of the metrics (default mm)")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar, only the summary")
     r.add_argument("--no-report", dest="report", action="store_false",
                    help="no HTML QC report (report/): no per-scan images, no index")
     r.add_argument("--exclude-ratings", type=Path, metavar="FILE",
@@ -225,16 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at the first discovery problem (a bad file, a folder that is not a BIDS dataset) "
                    "instead of recording it and running the other scans")
 
-    rp_ = sub.add_parser("report", help="build or update the HTML QC report of a run (OUT_DIR/report/index.html)")
+    rp_ = sub.add_parser("report", help="build or update the HTML QC report of a run (OUT_DIR/report/index.html)",
+                         description="Build or update the HTML QC report of a run folder (OUT_DIR/report/index.html, "
+                         "opened from disk): make the missing scan pages and rewrite the index, failures and cohort "
+                         "pages.")
     rp_.set_defaults(command_class=ReportCommand)
     rp_.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` output folder")
     rp_.add_argument("--threads", type=int, metavar="N", help="threads making missing scan pages (default: CPUs)")
 
-    rt = sub.add_parser("ratings", help="QC report ratings: worklist of scans to correct, manual-mask starting points")
+    rt = sub.add_parser("ratings", help="QC report ratings: worklist of scans to correct, manual-mask starting points",
+                        description="Act on the ratings exported from the QC report (CSV or YAML): list the scans "
+                        "rated fail (worklist), or copy their predictions to their manual-mask paths as starting "
+                        "points for corrections (prepare).")
     rt_sub = rt.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rw = rt_sub.add_parser("worklist", help="the scans rated fail, with images, predictions and manual-mask paths (CSV)")
+    rw = rt_sub.add_parser("worklist", help="the scans rated fail, with images, predictions and manual-mask paths (CSV)",
+                           description="The scans rated fail (and artifact, with --include-artifact) with their "
+                           "image, predicted masks and the manual-mask paths where corrections go, as CSV.")
     rw.set_defaults(command_class=RatingsWorklistCommand)
-    rp = rt_sub.add_parser("prepare", help="copy the predictions of the scans rated fail to their manual-mask paths")
+    rp = rt_sub.add_parser("prepare", help="copy the predictions of the scans rated fail to their manual-mask paths",
+                           description="Copy the predicted masks of the scans rated fail to their manual-mask paths "
+                           "in derivatives/labels, as starting points for corrections (existing manual masks are "
+                           "kept unless --overwrite); then correct them and run again.")
     rp.set_defaults(command_class=RatingsPrepareCommand)
     for x in (rw, rp):
         x.add_argument("ratings", type=Path, metavar="RATINGS", help="ratings exported from the QC report (.csv, .yaml)")
@@ -243,13 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("-o", "--output", type=Path, metavar="worklist.csv", help="write the worklist here (default: print it)")
     rp.add_argument("--overwrite", action="store_true", help="replace existing manual masks (default: keep them)")
 
-    g = sub.add_parser("segment", help="cord and lesion masks of one image (drop-in for sct_deepseg lesion_sci_t2)")
+    g = sub.add_parser("segment", help="cord and lesion masks of one image (drop-in for sct_deepseg lesion_sci_t2)",
+                       description="Cord and lesion masks of one T2w image with an nnU-Net v2 model, as sct_deepseg "
+                       "lesion_sci_t2 computes them: writes PREFIX_sc_seg.nii.gz and PREFIX_lesion_seg.nii.gz with "
+                       "JSON sidecars and prints the model, device and post-processing used.")
     g.set_defaults(command_class=SegmentCommand)
     g.add_argument("image", type=Path, metavar="IMAGE", help="T2w image (.nii or .nii.gz)")
     g.add_argument("-o", "--output", type=Path, metavar="PREFIX",
                    help="writes PREFIX_sc_seg.nii.gz, PREFIX_lesion_seg.nii.gz (default: IMAGE without extension)")
-    g.add_argument("--model", default="demo", metavar="demo|PATH",
-                   help="nnU-Net v2 model folder (e.g. SCIseg's release) or 'demo', the bundled model (default)")
+    g.add_argument("--model", default="demo", metavar="demo|sct:TASK|PATH",
+                   help="'demo', the bundled model (default); sct:lesion_sci_t2, SCIseg as an installed SCT "
+                   "holds it (found from SCT_DIR, else sct_deepseg on PATH; sct:SCT_DIR:lesion_sci_t2 names "
+                   "the folder; nothing is downloaded); or an nnU-Net v2 model folder (e.g. an unzipped "
+                   "SCIseg release)")
     g.add_argument("--folds", nargs="+", metavar="FOLD", help="folds to ensemble (default: all, as SCT)")
     g.add_argument("--checkpoint", choices=("auto", "final", "best"), default="auto",
                    help="checkpoint file per fold (default auto: final, else best)")
@@ -272,13 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept a model folder that differs from its model.json (checkpoints are pickles)")
     g.add_argument("--resampling", choices=("exact", "torch"), default="exact", help=_RESAMPLING_HELP)
 
-    m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort")
+    m = sub.add_parser("demo", help="run the embedded default job on a synthetic 3-site cohort",
+                       description="The embedded default job: synthesize a 3-site cohort with manual masks and "
+                       "clinical scores, then segment, measure and validate it with the bundled demo model on this "
+                       "machine (OUT/cohort, OUT/derivatives). A second call resumes.")
     m.set_defaults(command_class=DemoCommand)
-    m.add_argument("-o", "--out", type=Path, default=Path("demo"))
-    m.add_argument("--subjects-per-site", type=int, default=4)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("-o", "--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
+    m.add_argument("--subjects-per-site", type=int, default=4, help="subjects per site (default 4)")
+    m.add_argument("--seed", type=int, default=0, help="random seed of the cohort (default 0)")
     m.add_argument("--segmenter", default="nnunet", help="segmenter plugin (default: nnunet, the bundled model)")
     m.add_argument("--workers", type=int, help="LocalCluster worker processes")
-    m.add_argument("--no-progress", dest="progress", action="store_false")
+    m.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar, only the summary")
     return p
 

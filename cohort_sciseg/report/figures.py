@@ -1,8 +1,10 @@
 """Validation figures (reportlets): one figure per function, saved as PNG and SVG.
 
 Each function takes tidy pandas data, returns a :class:`matplotlib.figure.Figure`
-and never shows it; :func:`save_figure` writes it atomically. The Agg backend is
-used so that figures are made on headless machines and in Dask workers.
+and never shows it; :func:`save_figure` writes it atomically. Figures are made
+with matplotlib's object API, not pyplot: no GUI backend is needed (headless
+machines, Dask workers) and none is changed (a notebook keeps its inline figures;
+``display(fig)`` shows one there).
 """
 
 from __future__ import annotations
@@ -12,10 +14,6 @@ import os
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -35,14 +33,13 @@ _FORMATS = ("png", "svg")
 
 
 def save_figure(fig: Figure, stem: str | os.PathLike[str], *, dpi: int = 150) -> list[Path]:
-    """Write ``fig`` to ``<stem>.png`` and ``<stem>.svg`` atomically and close it."""
+    """Write ``fig`` to ``<stem>.png`` and ``<stem>.svg`` atomically."""
     out = []
     for fmt in _FORMATS:
         buf = io.BytesIO()
         # A fixed SVG hash salt and no date keep the files identical between runs.
         fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
         out.append(atomic_write_bytes(Path(f"{os.fspath(stem)}.{fmt}"), buf.getvalue()))
-    plt.close(fig)
     return out
 
 
@@ -60,10 +57,11 @@ def raincloud_figure(
     data = table.dropna(subset=[value])
     groups = sorted(data[group].astype(str).unique())
     hues = sorted(data[hue].astype(str).unique())
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(groups) * max(1, len(hues))), 4.0))
+    fig = Figure(figsize=(max(4.0, 1.6 * len(groups) * max(1, len(hues))), 4.0))
+    ax = fig.subplots()
     rng = np.random.default_rng(0)
     width = 0.8 / max(1, len(hues))
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     for gi, g in enumerate(groups):
         for hi, h in enumerate(hues):
             vals = data.loc[(data[group].astype(str) == g) & (data[hue].astype(str) == h), value].to_numpy(float)
@@ -94,7 +92,8 @@ def regression_figure(
 ) -> Figure:
     """Manual vs predicted scatter with the identity line and the least-squares line."""
     x, y = _pairs(manual, predicted)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     ax.scatter(x, y, s=12)
     lim = [min(x.min(initial=0), y.min(initial=0)), max(x.max(initial=1), y.max(initial=1))]
     ax.plot(lim, lim, "k--", lw=1, label="identity")
@@ -116,7 +115,8 @@ def bland_altman_figure(
     """Bland-Altman plot: difference (predicted - manual) against the mean, bias and 95% limits."""
     x, y = _pairs(manual, predicted)
     mean, diff = (x + y) / 2.0, y - x
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    fig = Figure(figsize=(5.0, 4.0))
+    ax = fig.subplots()
     ax.scatter(mean, diff, s=12)
     ba = bland_altman(x, y, measure=measure).iloc[0]  # the same numbers as the statistics table
     if diff.size:
@@ -141,7 +141,8 @@ def correlation_figure(
 ) -> Figure:
     """Scatter of a biomarker against a clinical score, with Spearman's rho in the title."""
     xs, ys = _pairs(x, y)
-    fig, ax = plt.subplots(figsize=(4.5, 4.0))
+    fig = Figure(figsize=(4.5, 4.0))
+    ax = fig.subplots()
     ax.scatter(xs, ys, s=12)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)

@@ -98,7 +98,8 @@ class EngineSettings:
     Attributes
     ----------
     model
-        ``"demo"`` (the bundled model), a model folder or a trainer folder.
+        ``"demo"`` (the bundled model), ``"sct:lesion_sci_t2"`` (SCIseg as an installed
+        SCT holds it, :mod:`cohort_sciseg.segment.sct`), a model folder or a trainer folder.
     folds
         Folds to ensemble (``None``: all, as SCT).
     checkpoint
@@ -302,14 +303,21 @@ class SegmentationEngine:
         return str(name) if name else self.folder.root.name
 
     def describe(self) -> dict[str, Any]:
-        """``{"name", "checksum", "integrity", "settings"}``: provenance of this engine's outputs."""
+        """``{"name", "checksum", "integrity", "settings"}``: provenance of this engine's outputs.
+
+        A model found through SCT (``sct:...``) adds ``"source"``: SCT's folder, how it
+        was found, the model name, task and release URL (:meth:`~cohort_sciseg.segment.sct.SctModel.record`).
+        """
         integrity = self.integrity()
-        return {
+        out = {
             "name": self.model_name,
             "checksum": integrity.checksum,
             "integrity": integrity.status,
             "settings": self.settings_record(),
         }
+        if self.folder.source is not None:
+            out["source"] = dict(self.folder.source)
+        return out
 
     def recommended_postprocessing(self) -> PostprocessOptions | None:
         """Post-processing the model folder recommends (``model.json``'s ``postprocessing``), if any.
@@ -515,6 +523,9 @@ class SegmentationEngine:
             settings=self.settings_record(postprocessing),
             model_files=integrity.files if integrity.status != "verified" else None,
         )
+        if self.folder.source is not None:
+            # kept out of Settings: those key the run's resume records, the source does not change the masks
+            sidecar["GeneratedBy"][0]["ModelSource"] = dict(self.folder.source)
         write_mask(cord_path, result.cord, p.header, p.affine)
         write_mask(lesion_path, result.lesion, p.header, p.affine)
         cord_json = write_sidecar(cord_path, with_description(sidecar, "spinal cord mask"))

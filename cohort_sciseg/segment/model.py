@@ -7,9 +7,12 @@ A model folder, as SCT installs SCIseg's releases::
         dataset.json  plans.json
         fold_0/checkpoint_final.pth  fold_1/...  (or fold_all/)
 
-:func:`find_model` reads the folder without unpickling anything (folds,
-checkpoints, labels, orientation); :mod:`cohort_sciseg.segment.loading` checks
-and loads what it found (plans, checkpoints, network).
+A model is named by a path to that folder (or to its trainer folder), ``"demo"``
+(the bundled model) or ``"sct:lesion_sci_t2"``: the folder an installed SCT holds
+(:mod:`cohort_sciseg.segment.sct`). :func:`find_model` reads the folder without
+unpickling anything (folds, checkpoints, labels, orientation);
+:mod:`cohort_sciseg.segment.loading` checks and loads what it found (plans,
+checkpoints, network).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from cohort_sciseg.errors import GeometryError, SegmentationError, format_error
 from cohort_sciseg.io import to_nibabel_axcodes
 from cohort_sciseg.segment.manifest import MANIFEST_NAME
+from cohort_sciseg.segment.sct import is_sct_spec, resolve_sct_model
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -63,13 +67,22 @@ def demo_model_path() -> Path:
 
 
 def resolve_model_path(model: str | os.PathLike[str]) -> Path:
-    """The folder of ``model``: ``"demo"`` is the bundled model, anything else a path.
+    """The folder of ``model``: ``"demo"`` is the bundled model, ``"sct:..."`` a model of an
+    installed SCT (:func:`~cohort_sciseg.segment.sct.resolve_sct_model`), anything else a path.
 
     Raises
     ------
     SegmentationError
-        The folder does not exist.
+        The folder does not exist (or SCT or its model is not found).
     """
+    return _locate(model)[0]
+
+
+def _locate(model: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:
+    """``(folder, provenance of an SCT model or None)`` of ``model``."""
+    if is_sct_spec(model):
+        found = resolve_sct_model(str(model))
+        return found.path, found.record()
     if str(model) == "demo":
         path = demo_model_path()
         if not path.is_dir():
@@ -81,17 +94,18 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
                 f"{path}`, or pass --model PATH to an nnU-Net v2 model folder (e.g. SCIseg's release)",
             )
             raise SegmentationError(msg, path=path)
-        return path
+        return path, None
     path = Path(model).expanduser()
     if not path.is_dir():
         msg = format_error(
             "model folder not found" if not path.exists() else "model path is not a folder",
             path=path,
             expected="an nnU-Net v2 results folder holding one nnUNetTrainer*__*__3d_fullres folder",
-            fix="check the path (SCT keeps SCIseg in $SCT_DIR/data/deepseg_models/), or use --model demo",
+            fix="check the path, use --model sct:lesion_sci_t2 for the SCIseg model of an installed SCT, "
+            "or --model demo",
         )
         raise SegmentationError(msg, path=path)
-    return path.resolve()
+    return path.resolve(), None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +221,9 @@ class ModelFolder:
         SCT orientation code the model expects (``dataset.json``, else ``"LPI"`` as SCT).
     configuration
         nnU-Net configuration name (from the trainer folder name, e.g. ``3d_fullres``).
+    source
+        Where the folder came from when a model string named it indirectly (an SCT
+        model: :meth:`~cohort_sciseg.segment.sct.SctModel.record`); ``None`` for a path.
     """
 
     root: Path
@@ -218,6 +235,7 @@ class ModelFolder:
     labels: LabelSplit
     image_orientation: str
     configuration: str
+    source: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def checkpoint_names(self) -> tuple[str, ...]:
@@ -331,8 +349,8 @@ def find_model(
     Parameters
     ----------
     model
-        ``"demo"``, a model folder (holding one ``nnUNetTrainer*__*__*`` folder) or a
-        trainer folder.
+        ``"demo"``, ``"sct:lesion_sci_t2"`` (the model of an installed SCT), a model
+        folder (holding one ``nnUNetTrainer*__*__*`` folder) or a trainer folder.
     folds
         Folds to ensemble (``0``, ``"1"``, ``"all"``); ``None``: every ``fold_<k>``
         (``fold_all`` when there is no numbered fold), as SCT.
@@ -349,7 +367,8 @@ def find_model(
         msg = format_error(f"checkpoint {checkpoint!r} is not valid", expected="'auto', 'final' or 'best'",
                            fix="pass --checkpoint final or --checkpoint best")
         raise SegmentationError(msg)
-    root, trainer_dir = _trainer_dir(resolve_model_path(model))
+    path, source = _locate(model)
+    root, trainer_dir = _trainer_dir(path)
     dataset = _read_json(trainer_dir / "dataset.json")
     plans = _read_json(trainer_dir / "plans.json")
     labels = parse_labels(dataset, path=trainer_dir / "dataset.json")
@@ -376,6 +395,7 @@ def find_model(
         labels=labels,
         image_orientation=str(orientation),
         configuration=configuration,
+        source=source,
     )
 
 

@@ -36,9 +36,24 @@ def _segmenter_spec(plugin: str, model: str | None, options: list[str] | None) -
         opts[key] = _literal(value)
     if model is not None:
         opts["model"] = model
+    if isinstance(opts.get("model"), str) and str(opts["model"]).startswith("sct:"):
+        opts["model"] = _pinned_sct_model(str(opts["model"]))
     spec = SegmenterSpec.make(plugin, **opts)
     check_options(spec)
     return spec
+
+
+def _pinned_sct_model(spec: str) -> str:
+    """``sct:TASK`` resolved here, once, into ``sct:SCT_FOLDER:TASK``.
+
+    The workers (other machines, batch jobs without SCT's shell set-up) then load
+    the model the client found, whatever their ``SCT_DIR`` and ``PATH``; a missing
+    SCT or model is reported before any scan is discovered.
+    """
+    from cohort_sciseg.segment.sct import resolve_sct_model
+
+    found = resolve_sct_model(spec)
+    return f"sct:{found.sct_dir}:{found.task or found.model_name}"
 
 
 def _literal(text: str) -> object:
