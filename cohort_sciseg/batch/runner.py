@@ -58,6 +58,7 @@ from cohort_sciseg.batch.tasks import (
     resumed_outcome,
 )
 from cohort_sciseg.discover import expand_dataset_folders, find_scans
+from cohort_sciseg.errors import BatchError, format_error
 from cohort_sciseg.io import RunLayout, write_json, write_parquet
 from cohort_sciseg.io.atomic import sweep_partial_files
 from cohort_sciseg.records import (
@@ -175,7 +176,7 @@ def _client_of(options: RunOptions) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if options.scheduler:
-        with Client(options.scheduler) as client:
+        with _connect(Client, options.scheduler) as client:
             yield client
         return
     if options.cluster:
@@ -183,7 +184,7 @@ def _client_of(options: RunOptions) -> Iterator[Any]:
 
         with build_cluster(load_cluster_config(options.cluster)) as cluster, Client(cluster) as client:
             if not client.scheduler_info().get("workers"):
-                client.wait_for_workers(1, timeout=600)
+                wait_for_workers(client, 1, where=f"the cluster of {options.cluster}")
             yield client
         return
     n_gpu = _local_gpus(options.gpus)
@@ -195,7 +196,7 @@ def _client_of(options: RunOptions) -> Iterator[Any]:
             gpu_worker_threads=options.gpu_worker_threads,
         )
         with build_cluster(config) as cluster, Client(cluster) as client:
-            client.wait_for_workers(len(cluster.workers), timeout=600)
+            wait_for_workers(client, len(cluster.workers), where="the local GPU cluster")
             yield client
         return
     n = options.workers or max(1, (os.cpu_count() or 2) // max(1, options.threads_per_worker))
@@ -212,6 +213,39 @@ def _client_of(options: RunOptions) -> Iterator[Any]:
         yield client
 
 
+#: Seconds a run waits for the first worker of a cluster it started (batch jobs may queue).
+WORKER_WAIT_S = 600
+
+
+def _connect(client_class: Any, address: str) -> Any:
+    """A client of the scheduler at ``address``; an unreachable one is a :class:`BatchError`, not a crash."""
+    try:
+        return client_class(address)
+    except (OSError, ValueError) as exc:  # distributed: OSError "Timed out trying to connect", bad addresses
+        msg = format_error(
+            f"cannot reach the Dask scheduler at {address!r} ({type(exc).__name__}: {exc})",
+            expected="the address of a running scheduler, e.g. tcp://host:8786 (`dask scheduler` prints it)",
+            fix="start the scheduler (and its workers) first, check the host, port and firewall, or leave "
+            "--scheduler out to run on a LocalCluster",
+        )
+        raise BatchError(msg) from exc
+
+
+def wait_for_workers(client: Any, n: int, *, where: str, timeout: float = WORKER_WAIT_S) -> None:
+    """Wait until ``n`` workers joined; a cluster whose workers never come is a :class:`BatchError`, not a crash."""
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+    except TimeoutError as exc:  # distributed's WorkerStartTimeoutError is one
+        msg = format_error(
+            f"no worker of {where} joined the scheduler within {timeout:.0f} s",
+            expected=f"{n} worker(s) started by the cluster (batch jobs running, or local processes)",
+            fix="check that the worker jobs run (`squeue -u $USER` on SLURM, `kubectl get pods` on Kubernetes) "
+            "and read their output files for the error; check the queue, account, memory and walltime in the "
+            "cluster file, then run again with --resume (finished scans are kept)",
+        )
+        raise BatchError(msg) from exc
+
+
 def _local_gpus(gpus: int | str) -> int:
     """GPU workers of the local cluster: ``"auto"`` counts this machine's NVIDIA GPUs."""
     from cohort_sciseg.batch.clusters import count_gpus
@@ -223,8 +257,6 @@ def _local_gpus(gpus: int | str) -> int:
     except ValueError:
         n = -1
     if n < 0:
-        from cohort_sciseg.errors import BatchError, format_error
-
         msg = format_error(f"--gpus {gpus!r} is not valid", expected="a number >= 0 or 'auto'",
                            fix="pass --gpus auto (default), 0 for CPU workers only, or the number of GPUs")
         raise BatchError(msg)
@@ -383,8 +415,6 @@ def _run(
 
 def _output_folder(out_dir: str | os.PathLike[str]) -> Path:
     """The run folder, created if needed; a clear error when it cannot be one."""
-    from cohort_sciseg.errors import BatchError, format_error
-
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -502,7 +532,6 @@ def _resumed(scans: Sequence[Scan], config: TaskConfig, phases: dict[str, float]
 
 def _split_stages(stages: str, gpu: bool, config: TaskConfig) -> bool:
     """Whether each scan runs as prepare/infer/finish tasks (see the module docstring)."""
-    from cohort_sciseg.errors import BatchError, format_error
 
     if stages not in ("auto", "split", "fused"):
         msg = format_error(f"stages={stages!r} is not valid", expected="'auto', 'split' or 'fused'",
@@ -526,7 +555,6 @@ def _infrastructure_failure(store: RecordStore, scan: Scan, config: TaskConfig, 
     current = store.current(scan.site, scan.scan_id)
     if current is not None and current.status == "done":
         return Outcome(scan.scan_id, scan.site, "done", current.key)
-    from cohort_sciseg.errors import BatchError, format_error
 
     msg = format_error(
         f"the task of this scan did not finish: {type(exc).__name__}: {exc}",

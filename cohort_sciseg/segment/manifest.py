@@ -116,7 +116,8 @@ def check_manifest(model_dir: str | os.PathLike[str], *, trust: bool = False) ->
             f"model manifest is unreadable ({exc})",
             path=path,
             expected=f"a JSON object with a 'files' mapping ({MANIFEST_FORMAT})",
-            fix="restore model.json from the model's release, or delete it and pass --trust-model once",
+            fix="restore model.json from the model's release, or delete it and pass --trust-model once "
+            "(run: --segmenter-option trust_model=true)",
         )
         raise SegmentationError(msg, path=path) from exc
     problems = [f"missing: {p}" for p in sorted(set(listed) - set(files))]
@@ -131,7 +132,7 @@ def check_manifest(model_dir: str | os.PathLike[str], *, trust: bool = False) ->
         + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
         path=root,
         expected="the files listed in model.json with their sha256",
-        fix="restore the model files, or pass --trust-model if you know where they come from "
-        "(checkpoints are pickles: loading one runs code)",
+        fix="restore the model files, or pass --trust-model (run: --segmenter-option trust_model=true) if you "
+        "know where they come from (checkpoints are pickles: loading one runs code)",
     )
     raise SegmentationError(msg, path=root)

@@ -95,3 +95,41 @@ def test_local_specs_give_the_cores_left_to_cpu_workers(monkeypatch):
     assert specs["gpu-0"]["options"]["nthreads"] == 6
     assert sum(k.startswith("cpu-") for k in specs) == 10
     assert load_cluster_config(CLUSTER / "local.yaml").gpu_worker_threads == "auto"
+
+
+def test_an_unreachable_scheduler_is_an_error_not_a_crash(tmp_path, capsys):
+    """``run --scheduler`` with no scheduler there: exit 2 and the fix, no traceback (was exit 70)."""
+    import socket
+
+    import dask
+
+    from cohort_sciseg.cli import main
+    from cohort_sciseg.synth import synthesize_cohort
+
+    cohort = synthesize_cohort(tmp_path / "c", sites=1, subjects_per_site=1, seed=2)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        rc = main(["run", *map(str, cohort.dataset_roots), "-o", str(tmp_path / "out"), "--segmenter", "copy-manual",
+                   "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"cannot reach the Dask scheduler at 'tcp://127.0.0.1:{port}'" in err
+    assert "Fix: start the scheduler" in err
+    assert "Traceback" not in err
+
+
+def test_workers_that_never_join_are_an_error_not_a_crash():
+    from distributed.client import WorkerStartTimeoutError
+
+    from cohort_sciseg.batch.runner import wait_for_workers
+    from cohort_sciseg.errors import BatchError
+
+    class NoWorkers:
+        def wait_for_workers(self, n, timeout):
+            raise WorkerStartTimeoutError(0, n, timeout)
+
+    with pytest.raises(BatchError, match=r"no worker of the cluster of slurm.yaml joined the scheduler within 5 s"
+                                         r".*squeue -u \$USER"):
+        wait_for_workers(NoWorkers(), 1, where="the cluster of slurm.yaml", timeout=5)
