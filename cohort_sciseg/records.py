@@ -423,6 +423,8 @@ BIOMARKERS_SCHEMA = pa.schema(
         _f("total_volume_mm3", pa.float64(), "total lesion volume inside the cord", "mm3", nullable=False),
         _f("total_length_mm", pa.float64(), "sum of lesion lengths", "mm", nullable=False),
         _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1", nullable=False),
+        *(_f(f"{side}_bridge_width_mm", pa.float64(), f"{side} tissue bridge of the scan's largest lesion "
+             "(most voxels in the cord; null without lesion)", "mm") for side in ("dorsal", "ventral", "total")),
     ]
 )
 

@@ -88,18 +88,34 @@ for method in methods:
         display(bland_altman_figure(manual, predicted, measure=label, unit=unit))
 
 # %% [markdown]
-# ## Tissue bridges of the predicted lesions
+# ## Tissue bridges
 #
-# Midsagittal dorsal and ventral tissue bridges (Huber 2017, Pfyffer 2019), per
-# lesion, from `tables/lesions`. `bridge_fallback` marks lesions that miss the
-# midsagittal slices (SCT's fallback: the minimum cord A-P diameter split 50/50).
-# `run.biomarker_agreement()` compares bridges with manual ones only when the
-# biomarkers table has them.
+# Midsagittal dorsal and ventral tissue bridges (Huber 2017, Pfyffer 2019). Per scan,
+# the biomarkers table holds those of the scan's largest lesion (most voxels in the
+# cord; null without lesion), for the manual and the predicted masks, so
+# `run.biomarker_agreement()` compares them like the other biomarkers (scans without
+# a lesion in either mask are left out of a pair).
 
 # %%
 BRIDGES = ["dorsal_bridge_width_mm", "ventral_bridge_width_mm", "total_bridge_width_mm"]
 bridged = [b for b in BRIDGES if b in agreement["biomarker"].values]
 print(f"bridges compared with the manual masks: {bridged or 'none in this run'}")
+agreement[agreement["biomarker"].isin(BRIDGES)][["method", "biomarker", "n", "wilcoxon_p", "bias", "loa_lower",
+                                                 "loa_upper"]]
+
+# %%
+bridges = average_over_splits(run.biomarkers, value=BRIDGES).pivot_table(
+    index="scan_id", columns="method", values="total_bridge_width_mm")
+for method in methods:
+    pair = bridges[["manual", method]].dropna()
+    display(bland_altman_figure(pair["manual"], pair[method], measure=f"total tissue bridge ({method})", unit="mm"))
+
+# %% [markdown]
+# Per lesion, from `tables/lesions` (the predicted masks). `bridge_fallback` marks
+# lesions that miss the midsagittal slices (SCT's fallback: the minimum cord A-P
+# diameter split 50/50).
+
+# %%
 lesions = run.lesions
 lesions.groupby("site")[BRIDGES].agg(["count", "median", "min", "max"]).T.round(2)
 

@@ -26,6 +26,7 @@ from cohort_sciseg.errors import AnalysisError, format_error
 from cohort_sciseg.records import BIOMARKERS_SCHEMA, LESIONS_SCHEMA, SCANS_SCHEMA, scans_from_table
 from cohort_sciseg.validation.clinical import BIOMARKERS, clinical_improvement
 from cohort_sciseg.validation.clinical import clinical_correlations as _correlations
+from cohort_sciseg.validation.cohort import BRIDGE_COLUMNS
 from cohort_sciseg.validation.stat_tests import as_floats, average_over_splits, compare_paired
 from cohort_sciseg.validation.study import flat_scans
 from cohort_sciseg.validation.table1 import cohort_table
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 #: Tissue-bridge columns compared like the biomarkers when a biomarkers table has them.
-BRIDGE_BIOMARKERS = ("dorsal_bridge_width_mm", "ventral_bridge_width_mm", "total_bridge_width_mm")
+BRIDGE_BIOMARKERS = BRIDGE_COLUMNS
 
 #: Columns of :func:`biomarker_agreement` (one row per method x biomarker x stratum).
 AGREEMENT_COLUMNS = (

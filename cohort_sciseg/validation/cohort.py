@@ -194,7 +194,26 @@ def _biomarker_row(scan: Scan, method: str, split: str | None, analysis: LesionA
         "total_volume_mm3": s.total_volume_mm3,
         "total_length_mm": s.total_length_mm,
         "max_axial_damage_ratio": s.max_axial_damage_ratio,
+        **largest_lesion_bridges(analysis.lesions),
     }
+
+
+#: The tissue-bridge columns of the biomarkers table (those of the lesions table, for the largest lesion).
+BRIDGE_COLUMNS = ("dorsal_bridge_width_mm", "ventral_bridge_width_mm", "total_bridge_width_mm")
+
+
+def largest_lesion_bridges(lesions: pa.Table) -> dict[str, float | None]:
+    """The tissue bridges of a scan: those of its largest lesion (``None`` without lesion).
+
+    Largest: most volume inside the cord, then most volume in all, then the
+    superior one (smaller ``lesion_id``) -- the lesion whose centre also fixes
+    SCT's interpolated midsagittal slice when no NLI slice is given.
+    """
+    rows = lesions.select(["lesion_id", "volume_mm3", "outside_cord_volume_mm3", *BRIDGE_COLUMNS]).to_pylist()
+    if not rows:
+        return dict.fromkeys(BRIDGE_COLUMNS)
+    top = max(rows, key=lambda r: (r["volume_mm3"], r["volume_mm3"] + r["outside_cord_volume_mm3"], -r["lesion_id"]))
+    return {c: None if top[c] is None or top[c] != top[c] else float(top[c]) for c in BRIDGE_COLUMNS}
 
 
 def _unusable_reference(scan: Scan, path: str, reason: str, fix: str) -> ValidationError:

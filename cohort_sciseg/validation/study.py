@@ -43,6 +43,7 @@ from cohort_sciseg.validation.clinical import (
     clinical_correlations,
     clinical_improvement,
 )
+from cohort_sciseg.validation.cohort import BRIDGE_COLUMNS
 from cohort_sciseg.validation.stat_tests import (
     WilcoxonOptions,
     average_over_splits,
@@ -349,6 +350,9 @@ def read_biomarkers(path: str | os.PathLike[str], scans: Sequence[Scan]) -> pa.T
             "split": df["split"].astype("string") if "split" in df else pd.Series([None] * len(df), dtype="string"),
             "n_lesions": numeric["n_lesions"].astype("int32"),
             **{b: numeric[b].astype(float) for b in BIOMARKERS},
+            # optional: the largest lesion's tissue bridges (null where absent)
+            **{c: pd.to_numeric(df[c], errors="coerce") if c in df else pd.Series([None] * len(df), dtype="float64")
+               for c in BRIDGE_COLUMNS},
         }
     )
     return pa.Table.from_pandas(out, schema=BIOMARKERS_SCHEMA, preserve_index=False)

@@ -133,3 +133,33 @@ def test_a_prediction_anima_cannot_read_keeps_its_corrected_metrics(cohort, tmp_
     assert note.startswith("lesion masks: ANIMA-compatible metrics not computed (corrected metrics kept)")
     assert "-1" in note
     assert str(path) in note
+
+
+def test_the_scan_bridges_are_those_of_its_largest_lesion():
+    """Hand-built lesions table: most volume in the cord wins, then most in all, then the superior lesion."""
+    import pyarrow as pa
+
+    from cohort_sciseg.records import LESIONS_SCHEMA
+    from cohort_sciseg.validation.cohort import largest_lesion_bridges
+
+    def table(rows):
+        full = [{f.name: None for f in LESIONS_SCHEMA} | {"scan_id": "s", "fully_outside_cord": False,
+                                                         "bridge_fallback": False} | r for r in rows]
+        return pa.Table.from_pylist(full, schema=LESIONS_SCHEMA)
+
+    def lesion(lid, inside, outside, dorsal, ventral):
+        return {"lesion_id": lid, "volume_mm3": inside, "outside_cord_volume_mm3": outside,
+                "dorsal_bridge_width_mm": dorsal, "ventral_bridge_width_mm": ventral,
+                "total_bridge_width_mm": None if dorsal is None else dorsal + ventral}
+
+    assert largest_lesion_bridges(table([])) == dict.fromkeys(
+        ("dorsal_bridge_width_mm", "ventral_bridge_width_mm", "total_bridge_width_mm"))
+    two = table([lesion(1, 10.0, 0.0, 1.0, 2.0), lesion(2, 30.0, 0.0, 0.5, 0.25)])
+    assert largest_lesion_bridges(two) == {"dorsal_bridge_width_mm": 0.5, "ventral_bridge_width_mm": 0.25,
+                                           "total_bridge_width_mm": 0.75}
+    tie_inside = table([lesion(1, 30.0, 0.0, 1.0, 2.0), lesion(2, 30.0, 5.0, 0.5, 0.25)])
+    assert largest_lesion_bridges(tie_inside)["total_bridge_width_mm"] == 0.75  # more volume in all
+    full_tie = table([lesion(1, 30.0, 5.0, 1.0, 2.0), lesion(2, 30.0, 5.0, 0.5, 0.25)])
+    assert largest_lesion_bridges(full_tie)["total_bridge_width_mm"] == 3.0  # the superior one (id 1)
+    nan = table([lesion(1, 30.0, 0.0, float("nan"), float("nan"))])
+    assert largest_lesion_bridges(nan)["dorsal_bridge_width_mm"] is None  # NaN (no cord there) stored as null
