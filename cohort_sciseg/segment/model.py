@@ -269,13 +269,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
+def trainer_folders(path: Path) -> list[Path]:
+    """The ``nnUNetTrainer*__<plans>__<configuration>`` folders in ``path``, sorted (a model folder holds one)."""
+    return sorted(p for p in path.glob(_TRAINER_GLOB) if p.is_dir())
+
+
 def _trainer_dir(path: Path) -> tuple[Path, Path]:
     """``(manifest root, trainer folder)`` of a model folder or of a trainer folder."""
     if (path / "plans.json").is_file() and (path / "dataset.json").is_file():
         # Pointed at the trainer folder itself; the manifest, if any, is one level up.
         root = path.parent if (path.parent / MANIFEST_NAME).is_file() else path
         return root, path
-    found = sorted(p for p in path.glob(_TRAINER_GLOB) if p.is_dir())
+    found = trainer_folders(path)
     if len(found) != 1:
         what = "no nnUNetTrainer*__*__* folder" if not found else (
             f"{len(found)} trainer folders ({', '.join(p.name for p in found)})"

@@ -63,7 +63,6 @@ SCT_EXECUTABLES = ("sct_deepseg", "sct_check_dependencies")
 
 _MODELS_SUBDIR = ("data", "deepseg_models")
 _SOURCE_JSON = "source.json"
-_TRAINER_GLOB = "nnUNetTrainer*"  # SCT's own glob (spinalcordtoolbox/deepseg/nnunet.py)
 _RELEASE_RE = re.compile(r"/releases/download/([^/]+)/")
 _FIX_PATH = "or pass --model PATH to the model folder (e.g. an unzipped SCIseg release)"
 
@@ -231,7 +230,9 @@ def _install_fix(model_name: str) -> str:
 
 
 def _trainer_dir(model_dir: Path, spec: str) -> Path:
-    found = sorted(p for p in model_dir.glob(_TRAINER_GLOB) if p.is_dir())
+    from cohort_sciseg.segment.model import trainer_folders  # model.py imports this module
+
+    found = trainer_folders(model_dir)
     if len(found) == 1:
         return found[0]
     what = "no nnUNetTrainer* folder" if not found else (
