@@ -1,8 +1,9 @@
-"""Records passed between pipeline stages, and the Arrow schema of every table.
+"""Records passed between pipeline stages, and (re-exported from :mod:`cohort_sciseg.schemas`) every table's schema.
 
 Stages talk only through these frozen dataclasses and the files they name. Each
-table has exactly one :mod:`pyarrow` schema here; ``tests/test_records.py`` pins
-them, so a change of column name, type or unit is a deliberate, reviewed change.
+table has exactly one :mod:`pyarrow` schema (:mod:`cohort_sciseg.schemas`);
+``tests/test_records.py`` pins them, so a change of column name, type or unit is
+a deliberate, reviewed change.
 
 Conventions
 -----------
@@ -24,6 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
+
+from cohort_sciseg.schemas import (
+    ATTEMPT_TYPE,
+    BIOMARKERS_SCHEMA,
+    CLINICAL_COLUMNS,
+    FAILURES_SCHEMA,
+    LESION_SLICES_SCHEMA,
+    LESIONS_SCHEMA,
+    METRICS_SCHEMA,
+    RUN_SCANS_SCHEMA,
+    RUN_TABLE_SCHEMAS,
+    SCANS_SCHEMA,
+    arrow_field,
+)
 
 __all__ = [
     "ATTEMPT_TYPE",
@@ -221,218 +236,6 @@ class Failure:
             run_id=run_id,
         )
 
-
-def arrow_field(
-    name: str, typ: pa.DataType, doc: str, unit: str | None = None, nullable: bool = True
-) -> pa.Field:
-    """Arrow field with its description and unit in the field metadata (how every table is documented)."""
-    meta = {"description": doc}
-    if unit is not None:
-        meta["unit"] = unit
-    return pa.field(name, typ, nullable=nullable, metadata=meta)
-
-
-_f = arrow_field
-_STR_MAP = pa.map_(pa.string(), pa.string())
-
-#: Schema of ``scans.parquet`` (one row per discovered T2w image).
-SCANS_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "site-qualified unique scan id", nullable=False),
-        _f("site", pa.string(), "site label", nullable=False),
-        _f("sub", pa.string(), "BIDS subject label", nullable=False),
-        _f("ses", pa.string(), "BIDS session label"),
-        _f("acq", pa.string(), "BIDS acquisition label"),
-        _f("run", pa.string(), "BIDS run index (string)"),
-        _f("suffix", pa.string(), "BIDS suffix", nullable=False),
-        _f("dataset_name", pa.string(), "source dataset name", nullable=False),
-        _f("dataset_root", pa.string(), "source dataset folder", nullable=False),
-        _f("image_path", pa.string(), "absolute image path", nullable=False),
-        _f("cord_mask_path", pa.string(), "manual cord mask path"),
-        _f("lesion_mask_path", pa.string(), "manual lesion mask path"),
-        _f("sidecar_path", pa.string(), "most specific JSON sidecar"),
-        _f("orientation", pa.string(), "axis orientation, SCT naming (RPI = nibabel LAS)", nullable=False),
-        _f("acquisition_plane", pa.string(), "sagittal, axial, coronal or isotropic", nullable=False),
-        _f("dim_x", pa.int32(), "voxels along array axis 0", "voxel", nullable=False),
-        _f("dim_y", pa.int32(), "voxels along array axis 1", "voxel", nullable=False),
-        _f("dim_z", pa.int32(), "voxels along array axis 2", "voxel", nullable=False),
-        _f("voxel_x_mm", pa.float64(), "voxel size along array axis 0", "mm", nullable=False),
-        _f("voxel_y_mm", pa.float64(), "voxel size along array axis 1", "mm", nullable=False),
-        _f("voxel_z_mm", pa.float64(), "voxel size along array axis 2", "mm", nullable=False),
-        _f("manufacturer", pa.string(), "sidecar Manufacturer"),
-        _f("magnetic_field_strength_t", pa.float64(), "sidecar MagneticFieldStrength", "T"),
-        _f("entities", _STR_MAP, "all BIDS entities of the file name", nullable=False),
-        _f("sidecar", _STR_MAP, "inherited sidecar, JSON-encoded values", nullable=False),
-        _f("participant", _STR_MAP, "participants.tsv row, as strings", nullable=False),
-        _f("vert_labels_path", pa.string(), "vertebral labelling (cord voxels hold level numbers)"),
-        _f("disc_labels_path", pa.string(), "disc labels (single voxels hold disc numbers)"),
-    ]
-)
-
-#: Schema of ``failures.parquet`` (one row per failed unit of work).
-FAILURES_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "scan (or dataset) the failure is about", nullable=False),
-        _f("site", pa.string(), "site label"),
-        _f("stage", pa.string(), "pipeline stage", nullable=False),
-        _f("error_type", pa.string(), "exception class", nullable=False),
-        _f("message", pa.string(), "what was wrong, expected value and fix", nullable=False),
-        _f("traceback", pa.string(), "traceback excerpt", nullable=False),
-        _f("path", pa.string(), "file concerned"),
-        _f("attempt", pa.int32(), "attempt number", nullable=False),
-        _f("timestamp", pa.string(), "UTC time, ISO 8601", nullable=False),
-        _f("run_id", pa.string(), "the run that recorded the failure (see logs/runs/)"),
-    ]
-)
-
-
-#: Schema of ``lesions.parquet`` (one row per lesion; SCT ``sct_analyze_lesion`` measures).
-LESIONS_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "scan the lesion belongs to"),
-        _f("lesion_id", pa.int32(), "1..n, ordered from superior to inferior", nullable=False),
-        _f("volume_mm3", pa.float64(), "lesion volume inside the cord", "mm3", nullable=False),
-        _f("outside_cord_volume_mm3", pa.float64(), "part of the lesion outside the cord mask", "mm3", nullable=False),
-        _f("fully_outside_cord", pa.bool_(), "the lesion has no voxel inside the cord mask", nullable=False),
-        _f("length_mm", pa.float64(), "S-I length, angle-corrected (SCT length)", "mm", nullable=False),
-        _f("width_mm", pa.float64(), "max A-P width, angle-corrected (SCT width)", "mm", nullable=False),
-        _f("max_equivalent_diameter_mm", pa.float64(), "diameter of the circle of the largest corrected axial area", "mm", nullable=False),
-        _f("max_axial_damage_ratio", pa.float64(), "max over axial slices of lesion area / cord area", "1", nullable=False),
-        _f("length_midsagittal_mm", pa.float64(), "S-I length in the interpolated midsagittal slice", "mm"),
-        _f("width_midsagittal_mm", pa.float64(), "A-P width in the interpolated midsagittal slice", "mm"),
-        _f("dorsal_bridge_width_mm", pa.float64(), "interpolated midsagittal dorsal tissue bridge", "mm"),
-        _f("ventral_bridge_width_mm", pa.float64(), "interpolated midsagittal ventral tissue bridge", "mm"),
-        _f("total_bridge_width_mm", pa.float64(), "dorsal + ventral tissue bridges", "mm"),
-        _f("dorsal_bridge_ratio_pct", pa.float64(), "100 x dorsal / total bridge width", "%"),
-        _f("ventral_bridge_ratio_pct", pa.float64(), "100 x ventral / total bridge width", "%"),
-        _f("bridge_fallback", pa.bool_(), "lesion misses the midsagittal slices: SCT's fallback bridges", nullable=False),
-        _f("centroid_x_mm", pa.float64(), "lesion centroid, scanner x (RAS+)", "mm", nullable=False),
-        _f("centroid_y_mm", pa.float64(), "lesion centroid, scanner y (RAS+)", "mm", nullable=False),
-        _f("centroid_z_mm", pa.float64(), "lesion centroid, scanner z (RAS+)", "mm", nullable=False),
-        _f("z_min_slice", pa.int32(), "lowest RPI axial slice of the lesion", "voxel", nullable=False),
-        _f("z_max_slice", pa.int32(), "highest RPI axial slice of the lesion", "voxel", nullable=False),
-        _f("mean_intensity", pa.float64(), "mean image value in the lesion (image given)"),
-        _f("std_intensity", pa.float64(), "population SD of image values in the lesion (image given)"),
-        _f("vert_levels", pa.list_(pa.string()), "vertebral levels of the lesion's axial slices, superior first (vertebral labels given)"),
-        _f("vert_level_centroid", pa.string(), "vertebral level of the lesion's centroid slice (vertebral labels given)"),
-    ]
-)
-
-#: Schema of ``lesion_slices.parquet``: SCT's per-sagittal-slice minimum tissue bridges.
-LESION_SLICES_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "scan the lesion belongs to"),
-        _f("lesion_id", pa.int32(), "lesion (see lesions table)", nullable=False),
-        _f("sagittal_slice", pa.int32(), "RPI sagittal slice index (x)", "voxel", nullable=False),
-        _f("dorsal_bridge_width_mm", pa.float64(), "minimum dorsal bridge over the lesion's axial slices", "mm", nullable=False),
-        _f("ventral_bridge_width_mm", pa.float64(), "minimum ventral bridge over the lesion's axial slices", "mm", nullable=False),
-        _f("total_bridge_width_mm", pa.float64(), "dorsal + ventral minima", "mm", nullable=False),
-    ]
-)
-
-
-#: One attempt at a scan within a run (``tables/scans`` column ``attempts``).
-ATTEMPT_TYPE = pa.struct(
-    [
-        ("worker", pa.string()),
-        ("started", pa.string()),
-        ("ended", pa.string()),
-        ("outcome", pa.string()),
-    ]
-)
-
-#: Schema of a run's ``tables/scans`` (one row per scan processed by ``cohort-sciseg run``).
-RUN_SCANS_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "site-qualified unique scan id", nullable=False),
-        _f("site", pa.string(), "site label (the hive partition)", nullable=False),
-        _f("sub", pa.string(), "BIDS subject label", nullable=False),
-        _f("ses", pa.string(), "BIDS session label"),
-        _f("acq", pa.string(), "BIDS acquisition label"),
-        _f("run", pa.string(), "BIDS run index (string)"),
-        _f("image_path", pa.string(), "absolute image path", nullable=False),
-        _f("orientation", pa.string(), "axis orientation, SCT naming", nullable=False),
-        _f("acquisition_plane", pa.string(), "sagittal, axial, coronal or isotropic", nullable=False),
-        _f("status", pa.string(), "done or failed", nullable=False),
-        _f("key", pa.string(), "hash of the inputs, model and settings of this result", nullable=False),
-        _f("segmenter", pa.string(), "segmenter (model) name", nullable=False),
-        _f("model_checksum", pa.string(), "checksum of the model", nullable=False),
-        _f("cord_seg_path", pa.string(), "predicted cord mask, relative to the run folder"),
-        _f("lesion_seg_path", pa.string(), "predicted lesion mask, relative to the run folder"),
-        _f("n_lesions", pa.int32(), "number of predicted lesions"),
-        _f("total_volume_mm3", pa.float64(), "total predicted lesion volume inside the cord", "mm3"),
-        _f("total_outside_cord_volume_mm3", pa.float64(), "predicted lesion volume outside the cord", "mm3"),
-        _f("total_length_mm", pa.float64(), "sum of predicted lesion lengths", "mm"),
-        _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1"),
-        _f("cord_volume_mm3", pa.float64(), "predicted cord volume", "mm3"),
-        _f("nli_slice", pa.int32(), "NLI slice used (sidecar NLISlice or participants.tsv nli_slice; S-I axis of the image as stored)", "voxel"),
-        _f("nli_ap_diameter_mm", pa.float64(), "cord A-P diameter at the NLI slice, midsagittal (SCT's bridge proxy without lesion)", "mm"),
-        _f("vert_labels", pa.string(), "vertebral labelling used: vertebrae (labelled cord) or discs; null without"),
-        _f("lesion_vert_levels", pa.list_(pa.string()), "vertebral levels with predicted lesion, superior first (null without labelling)"),
-        _f("has_manual_masks", pa.bool_(), "manual cord and lesion masks exist", nullable=False),
-        _f("cord_dice", pa.float64(), "Dice of the predicted vs manual cord (manual masks only)"),
-        _f("lesion_dice", pa.float64(), "Dice of the predicted vs manual lesions (manual masks only)"),
-        _f("seconds_segment", pa.float64(), "segmentation time", "s"),
-        _f("seconds_total", pa.float64(), "time of the whole scan task", "s"),
-        _f("attempt", pa.int32(), "number of attempts of this run at the scan (a killed worker's attempt counts)", nullable=False),
-        _f("attempts", pa.list_(ATTEMPT_TYPE), "each attempt of this run: worker, started, ended (UTC), outcome (done, failed, lost)"),
-        _f("run_id", pa.string(), "the run that produced this row (see logs/runs/)"),
-        _f("suspect", pa.bool_(), "the result looks implausible: read suspect_reasons before using it"),
-        _f("suspect_reasons", pa.string(), "why the result is suspect, '; '-separated"),
-        _f("validation", pa.string(), "validated, excluded (manual masks unusable: see failures), incomplete (one manual mask missing) or null (no manual masks)"),
-        _f("notes", pa.string(), "morphometry notes, '; '-separated (manual-mask notes start with 'manual')"),
-    ]
-)
-
-#: Clinical columns of ``participants.tsv`` (REFERENCE.md section 5), in order.
-CLINICAL_COLUMNS = (
-    "initial_LEMS",
-    "discharge_LEMS",
-    "initial_ais",
-    "discharge_ais",
-    "initial_pin_prick_total",
-    "discharge_pin_prick_total",
-    "initial_light_touch_total",
-    "discharge_light_touch_total",
-)
-
-#: Schema of ``metrics.parquet``: long table, one row per scan x method x structure x metric.
-METRICS_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "scan", nullable=False),
-        _f("site", pa.string(), "site label"),
-        _f("method", pa.string(), "segmentation method compared with the manual masks", nullable=False),
-        _f("split", pa.string(), "training split or seed of the method's model (null when there is one)"),
-        _f("structure", pa.string(), "cord or lesion", nullable=False),
-        _f("metric", pa.string(), "metric name (ANIMA's names, or a corrected metric's own)", nullable=False),
-        _f("value", pa.float64(), "metric value (null where undefined)"),
-        _f("source", pa.string(), "anima (ANIMA-compatible) or corrected", nullable=False),
-        _f("units", pa.string(), "distance convention: mm or voxel", nullable=False),
-    ]
-)
-
-#: Schema of ``biomarkers.parquet``: the paper's per-scan lesion biomarkers, manual and predicted.
-BIOMARKERS_SCHEMA = pa.schema(
-    [
-        _f("scan_id", pa.string(), "scan", nullable=False),
-        _f("site", pa.string(), "site label"),
-        _f("sub", pa.string(), "BIDS subject label"),
-        _f("method", pa.string(), "'manual' or the segmentation method", nullable=False),
-        _f("split", pa.string(), "training split or seed of the method's model (null when there is one)"),
-        _f("n_lesions", pa.int32(), "number of lesions", nullable=False),
-        _f("total_volume_mm3", pa.float64(), "total lesion volume inside the cord", "mm3", nullable=False),
-        _f("total_length_mm", pa.float64(), "sum of lesion lengths", "mm", nullable=False),
-        _f("max_axial_damage_ratio", pa.float64(), "maximum axial damage ratio", "1", nullable=False),
-        *(_f(f"{side}_bridge_width_mm", pa.float64(), f"{side} tissue bridge of the scan's largest lesion "
-             "(most voxels in the cord; null without lesion)", "mm") for side in ("dorsal", "ventral", "total")),
-    ]
-)
-
-#: The tables of a run and their schemas (``tables/<name>/site=<site>/``, hive-partitioned by site).
-RUN_TABLE_SCHEMAS: dict[str, pa.Schema] = {
-    "scans": RUN_SCANS_SCHEMA, "lesions": LESIONS_SCHEMA, "lesion_slices": LESION_SLICES_SCHEMA,
-    "metrics": METRICS_SCHEMA, "biomarkers": BIOMARKERS_SCHEMA, "failures": FAILURES_SCHEMA,
-}
 
 @dataclass(frozen=True, slots=True)
 class ScanMorphometry:
