@@ -175,6 +175,13 @@ RUN_SCANS_SCHEMA = pa.schema(
         _f("has_manual_masks", pa.bool_(), "manual cord and lesion masks exist", nullable=False),
         _f("cord_dice", pa.float64(), "Dice of the predicted vs manual cord (manual masks only)"),
         _f("lesion_dice", pa.float64(), "Dice of the predicted vs manual lesions (manual masks only)"),
+        *(x for s, what in (("lesion", "lesion"), ("cord", "cord (region sc, lesion included)")) for x in (
+            _f(f"{s}_uncertainty", pa.float64(), f"mean binary entropy of the model's {what} probability p over "
+               f"the predicted {s} (label map, before post-processing), its 1-voxel face-neighbour border and "
+               "the voxels with 0.2 < p < 0.8; 0 when none; higher is more uncertain; null for segmenters "
+               "without probabilities and scans of older runs (cohort_sciseg.segment.uncertainty)", "bit"),
+            _f(f"{s}_uncertain_volume_mm3", pa.float64(), f"volume where the model's {what} probability is "
+               "between 0.2 and 0.8 (null as for the uncertainty)", "mm3"))),
         _f("seconds_segment", pa.float64(), "segmentation time", "s"),
         _f("seconds_total", pa.float64(), "time of the whole scan task", "s"),
         _f("attempt", pa.int32(), "number of attempts of this run at the scan (a killed worker's attempt counts)", nullable=False),

@@ -131,6 +131,8 @@ def test_every_subcommand_builds_its_command_from_the_parser():
         "metrics": ["metrics", "-i", "p", "-r", "r", "-o", "o.json"], "validate": ["validate", "b", "-o", "o"],
         "run": ["run", "b", "-o", "o"], "report": ["report", "o"], "ratings worklist": ["ratings", "worklist", "r", "o"],
         "ratings prepare": ["ratings", "prepare", "r", "o"], "segment": ["segment", "i.nii.gz"], "demo": ["demo"],
+        "export-nnunet": ["export-nnunet", "o", "--bids", "b", "--dataset-id", "501", "--name", "X"],
+        "compare": ["compare", "a", "b", "-o", "o"],
     }
     built = {}
     for name, args in argv.items():

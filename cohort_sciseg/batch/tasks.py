@@ -281,7 +281,7 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
     store = RecordStore(config.out_dir)
     with scan_log(config.out_dir, scan.scan_id, append=True):
         try:
-            masks = None
+            masks, uncertainty = None, None
             if isinstance(staged.payload, _Masks):
                 cord_path, lesion_path = staged.payload.cord, staged.payload.lesion
                 seconds_segment = staged.payload.seconds
@@ -289,7 +289,7 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
                 segmenter, prefix = _staged_segmenter(config), str(work_prefix(config.out_dir, scan))
                 if hasattr(segmenter, "finish_masks"):  # the masks stay in memory: read once, measured once
                     *written, result = segmenter.finish_masks(staged.payload, prefix)
-                    masks = (result.cord, result.lesion)
+                    masks, uncertainty = (result.cord, result.lesion), getattr(result, "uncertainty", None)
                 else:
                     written = segmenter.finish(staged.payload, prefix)
                 cord_path, lesion_path = _place((written[0], written[1]), config, scan)
@@ -299,6 +299,8 @@ def finish_stage(staged: Outcome | Staged, config: TaskConfig) -> Outcome:
             tables, row, measured = _measure(
                 scan, config, key, store, (cord_path, lesion_path), seconds_segment, masks, staged.image
             )
+            if uncertainty is not None:  # segment.uncertainty; null for segmenters without probabilities
+                row.update(uncertainty.as_row())
         except _DATA_ERRORS as exc:
             return record_failure(
                 store, scan, key, attempt, exc, staged.seconds + time.perf_counter() - t0, run_id=config.run_id

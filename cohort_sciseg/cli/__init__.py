@@ -33,8 +33,10 @@ from cohort_sciseg.cli._common import (
 )
 from cohort_sciseg.cli.commands import (
     AnalyzeLesionCommand,
+    CompareCommand,
     DemoCommand,
     DiscoverCommand,
+    ExportNnunetCommand,
     MetricsCommand,
     RatingsPrepareCommand,
     RatingsWorklistCommand,
@@ -56,8 +58,10 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PROBLEMS",
     "AnalyzeLesionCommand",
+    "CompareCommand",
     "DemoCommand",
     "DiscoverCommand",
+    "ExportNnunetCommand",
     "MetricsCommand",
     "RatingsPrepareCommand",
     "RatingsWorklistCommand",

@@ -39,8 +39,10 @@ from typing import Protocol, TextIO
 from cohort_sciseg._version import __version__
 from cohort_sciseg.cli.commands import (
     AnalyzeLesionCommand,
+    CompareCommand,
     DemoCommand,
     DiscoverCommand,
+    ExportNnunetCommand,
     MetricsCommand,
     RatingsPrepareCommand,
     RatingsWorklistCommand,
@@ -262,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp_.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` output folder")
     rp_.add_argument("--threads", type=int, metavar="N", help="threads making missing scan pages (default: CPUs)")
 
+    c = sub.add_parser("compare", help="compare two runs over the same scans: mask agreement and biomarker changes",
+                       description="Compare two finished runs over the same scans (two models, settings or releases; "
+                       "A the reference, B the candidate): per scan the Dice of the cord and lesion masks and the "
+                       "lesion-wise F1 of B against A, each biomarker in A and B; per biomarker and site Wilcoxon and "
+                       "Bland-Altman of B - A; the scans that moved most; which run is closer to the manual masks. "
+                       "Writes OUT/tables/*.parquet, OUT/figures/, OUT/compare.html and OUT/compare.json.")
+    c.set_defaults(command_class=CompareCommand)
+    c.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run folder (-o of `cohort-sciseg run`)")
+    c.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared with it")
+    c.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder (outside both runs)")
+    c.add_argument("--top", type=int, default=10, metavar="N",
+                   help="scans listed as moved most, by relative change of the total lesion volume (default 10)")
+    c.add_argument("--no-figures", dest="figures", action="store_false", help="tables and page only, no figures")
+
     rt = sub.add_parser("ratings", help="QC report ratings: worklist of scans to correct, manual-mask starting points",
                         description="Act on the ratings exported from the QC report (CSV or YAML): list the scans "
                         "rated fail (worklist), or copy their predictions to their manual-mask paths as starting "
@@ -281,7 +297,34 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` folder the report shows")
         x.add_argument("--include-artifact", action="store_true", help="also the scans rated artifact")
     rw.add_argument("-o", "--output", type=Path, metavar="worklist.csv", help="write the worklist here (default: print it)")
+    rw.add_argument("--rank", choices=("rating", "uncertainty"), default="rating",
+                    help="rating (default): the rated scans; uncertainty: the scans not yet corrected nor rated pass, "
+                    "most uncertain lesion first (tables/scans lesion_uncertainty; ties by scan_id), with a rank column")
+    rw.add_argument("--top", type=int, metavar="K", help="with --rank uncertainty: the first K scans only")
     rp.add_argument("--overwrite", action="store_true", help="replace existing manual masks (default: keep them)")
+
+    x_ = sub.add_parser("export-nnunet", help="scans with manual or corrected masks as an nnU-Net v2 training set",
+                        description="Write the scans whose cord and lesion masks are manual or corrected (and, "
+                        "optionally, QC-passed predictions) as an nnU-Net v2 raw dataset OUT_DIR/Dataset<ID>_<NAME> "
+                        "built as SCIseg's: RPI images (imagesTr/<case>_0000.nii.gz), labels 0/1/2 with the regions "
+                        "sc=[1,2] and lesion=2, held-out test subjects in imagesTs/labelsTs, subject-grouped folds "
+                        "(splits_final.json) and a manifest of every case's source and mask provenance.")
+    x_.set_defaults(command_class=ExportNnunetCommand)
+    x_.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="an nnUNet_raw folder; the dataset goes in a new "
+                    "folder Dataset<ID>_<NAME> inside it")
+    x_.add_argument("--bids", nargs="+", required=True, type=Path, dest="bids_dirs", metavar="BIDS_DIR",
+                    help="the BIDS datasets (one per site) whose derivatives/labels hold the masks")
+    x_.add_argument("--dataset-id", required=True, metavar="ID", help="nnU-Net dataset id, 1-999 (e.g. 501)")
+    x_.add_argument("--name", required=True, help="dataset name: letters, digits, _ and -")
+    x_.add_argument("--test-fraction", type=float, default=0.2,
+                    help="share of each site's subjects held out in imagesTs (default 0.2; 0: none)")
+    x_.add_argument("--folds", type=int, default=5, help="cross-validation folds over the training subjects (default 5)")
+    x_.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    x_.add_argument("--include-qc-passed", type=Path, metavar="RUN_DIR",
+                    help="also the scans rated pass in --ratings, with this run's predictions where a manual mask "
+                    "is missing")
+    x_.add_argument("--ratings", type=Path, metavar="FILE", help="ratings exported from RUN_DIR's QC report (.csv, .yaml)")
+    x_.add_argument("--overwrite", action="store_true", help="replace an existing non-empty dataset folder")
 
     g = sub.add_parser("segment", help="cord and lesion masks of one image (drop-in for sct_deepseg lesion_sci_t2)",
                        description="Cord and lesion masks of one T2w image with an nnU-Net v2 model, as sct_deepseg "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -30,6 +30,7 @@ from cohort_sciseg.report.rating_files import (
 )
 
 __all__ = [
+    "RANKED_COLUMNS",
     "STRUCTURES",
     "WORKLIST_COLUMNS",
     "dataset_folder",
@@ -48,6 +49,10 @@ WORKLIST_COLUMNS: tuple[str, ...] = (
     "cord_existing_path",
     "lesion_existing_path",
 )
+#: Columns of :func:`worklist` ``rank="uncertainty"``: the rank first, the uncertainties last.
+RANKED_COLUMNS: tuple[str, ...] = ("rank", *WORKLIST_COLUMNS, "lesion_uncertainty", "cord_uncertainty")
+#: The uncertainty columns of ``tables/scans`` a ranked worklist reads (null in runs made before them).
+_RANK_COLUMNS = ("lesion_uncertainty", "cord_uncertainty")
 #: The structures of a correction, with the manual-mask suffixes discovery reads (the first is written).
 STRUCTURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cord", DEFAULT_CORD_SUFFIXES),
@@ -65,8 +70,8 @@ _SCAN_COLUMNS = (
 )
 
 
-def _run_scans(out_dir: Path) -> pd.DataFrame:
-    """The run's ``tables/scans`` (one row per scan id), ``site`` as text."""
+def _run_scans(out_dir: Path, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The run's ``tables/scans`` (one row per scan id), ``site`` as text; ``extra`` columns null when absent."""
     folder = RunLayout(out_dir).table("scans")
     try:
         table = read_partitioned_table(folder)
@@ -95,8 +100,10 @@ def _run_scans(out_dir: Path) -> pd.DataFrame:
             fix="re-run `cohort-sciseg run --resume` to rewrite the tables",
         )
         raise ReportError(msg, path=folder)
-    table = table.select(list(_SCAN_COLUMNS))
-    frame = table.to_pandas()
+    frame = table.select([c for c in (*_SCAN_COLUMNS, *extra) if c in table.schema.names]).to_pandas()
+    for c in extra:
+        if c not in frame:
+            frame[c] = float("nan")
     return frame.drop_duplicates("scan_id", keep="last").set_index("scan_id", drop=False)
 
 
@@ -131,6 +138,8 @@ def worklist(
     out_dir: PathLike,
     *,
     ratings_to_fix: Sequence[Rating] = ("fail",),
+    rank: Literal["rating", "uncertainty"] = "rating",
+    top: int | None = None,
 ) -> pd.DataFrame:
     """The scans to correct by hand, with their images, predictions and manual-mask targets.
 
@@ -143,7 +152,16 @@ def worklist(
         ``tables/scans`` gives the images and the predicted masks).
     ratings_to_fix
         Ratings that put a scan on the list (default: fail; add artifact to
-        review those as well).
+        review those as well). Not used with ``rank="uncertainty"``.
+    rank
+        ``"rating"`` (default): the rated scans, as below. ``"uncertainty"``: the
+        scans to send to annotators next, columns :data:`RANKED_COLUMNS`: every scan
+        of the run with a prediction (status done) that is not yet corrected (no
+        manual lesion mask in ``derivatives/labels``) and not rated pass, by
+        ``lesion_uncertainty`` descending (null last: scans of older runs), ties by
+        ``scan_id``; ``rank`` 1, 2, ...; unrated scans have no rating.
+    top
+        Keep the first ``top`` rows (``rank="uncertainty"`` only; default: all).
 
     Returns
     -------
@@ -167,12 +185,14 @@ def worklist(
         ``out_dir`` has no scans table, or rated scans are not in it (the message
         lists a few), or the ratings file is bad (see :func:`read_ratings`).
     ValueError
-        ``ratings_to_fix`` holds a value outside :data:`RATINGS`.
+        ``ratings_to_fix`` holds a value outside :data:`RATINGS`, ``rank`` is not
+        one of the two, or ``top`` is given without ranking or is below 1.
     """
     chosen = check_choice(ratings_to_fix, "ratings_to_fix")
+    _check_rank(rank, top)
     frame = as_ratings(ratings)
     out = Path(out_dir).resolve()
-    scans = _run_scans(out)
+    scans = _run_scans(out, _RANK_COLUMNS if rank == "uncertainty" else ())
     ids = frame["scan_id"].astype(str)
     unknown = list(dict.fromkeys(i for i in ids if i not in scans.index))
     if unknown:
@@ -187,20 +207,53 @@ def worklist(
             "or remove the ratings of other runs from the file",
         )
         raise ReportError(msg, path=out)
+    if rank == "uncertainty":
+        return _ranked(frame, scans, out, top)
     selected = frame[frame["rating"].astype(str).str.lower().isin(chosen)]
-    rows = []
-    for r in selected.to_dict("records"):
-        s = scans.loc[str(r["scan_id"])]
-        image = Path(str(s["image_path"]))
-        ses = str_or_none(s["ses"])
-        root, _ = dataset_folder(str(r["scan_id"]), image, str(s["sub"]), ses)
-        row = {c: r.get(c) for c in RATING_COLUMNS}
-        row.update(site=str(s["site"]), sub=str(s["sub"]), ses=ses, image_path=str(image))
-        for structure, suffixes in STRUCTURES:
-            pred = str_or_none(s[f"{structure}_seg_path"])
-            row[f"{structure}_seg_path"] = None if pred is None else str(out / pred)
-            row[f"{structure}_target_path"] = str(labels_mask_path(root, image, suffixes[0]))
-            existing = find_labels_masks(root, image, suffixes)
-            row[f"{structure}_existing_path"] = str(existing[0]) if existing else None
-        rows.append(row)
+    rows = [_row(r, scans.loc[str(r["scan_id"])], out) for r in selected.to_dict("records")]
     return pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS), dtype="str")
+
+
+def _check_rank(rank: str, top: int | None) -> None:
+    if rank not in ("rating", "uncertainty"):
+        msg = f"rank={rank!r} is not valid: expected 'rating' (the rated scans) or 'uncertainty'"
+        raise ValueError(msg)
+    if top is not None and (rank != "uncertainty" or isinstance(top, bool) or int(top) < 1):
+        msg = f"top={top!r} is not valid: expected an integer >= 1, with rank='uncertainty'"
+        raise ValueError(msg)
+
+
+def _ranked(frame: pd.DataFrame, scans: pd.DataFrame, out: Path, top: int | None) -> pd.DataFrame:
+    """The scans not yet corrected nor rated pass, most uncertain lesion first (see :func:`worklist`)."""
+    latest = frame.drop_duplicates("scan_id", keep="last").set_index("scan_id", drop=False)
+    rows = []
+    for sid, s in scans[scans["status"].astype(str) == "done"].iterrows():
+        rated = latest.loc[sid].to_dict() if sid in latest.index else {"scan_id": sid}
+        if str(rated.get("rating") or "").lower() == "pass":
+            continue
+        row = _row(rated, s, out)
+        if row["lesion_existing_path"] is None:  # a manual lesion mask: corrected already
+            rows.append({**row, **{c: s[c] for c in _RANK_COLUMNS}})
+    ranked = pd.DataFrame(rows, columns=[c for c in RANKED_COLUMNS if c != "rank"])
+    u = pd.to_numeric(ranked["lesion_uncertainty"], errors="coerce")
+    order = ranked.assign(_u=u.fillna(-1.0), _null=u.isna()).sort_values(
+        ["_null", "_u", "scan_id"], ascending=[True, False, True], kind="mergesort")
+    ranked = ranked.loc[order.index].reset_index(drop=True)
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    return ranked.head(top) if top is not None else ranked
+
+
+def _row(r: dict[str, Any], s: pd.Series, out: Path) -> dict[str, Any]:
+    """One worklist row: the rating columns of ``r``, the paths of the run's scan ``s``."""
+    image = Path(str(s["image_path"]))
+    ses = str_or_none(s["ses"])
+    root, _ = dataset_folder(str(r["scan_id"]), image, str(s["sub"]), ses)
+    row = {c: r.get(c) for c in RATING_COLUMNS}
+    row.update(site=str(s["site"]), sub=str(s["sub"]), ses=ses, image_path=str(image))
+    for structure, suffixes in STRUCTURES:
+        pred = str_or_none(s[f"{structure}_seg_path"])
+        row[f"{structure}_seg_path"] = None if pred is None else str(out / pred)
+        row[f"{structure}_target_path"] = str(labels_mask_path(root, image, suffixes[0]))
+        existing = find_labels_masks(root, image, suffixes)
+        row[f"{structure}_existing_path"] = str(existing[0]) if existing else None
+    return row

@@ -69,7 +69,7 @@ REPORT_DIRNAME = RunLayout.REPORT
 #: The columns of ``data/index.js`` (one row per scan).
 INDEX_COLUMNS = (
     "scan_id", "site", "sub", "ses", "acq", "orientation", "status", "n_lesions", "total_volume_mm3",
-    "max_axial_damage_ratio", "cord_dice", "lesion_dice", "flags", "href",
+    "max_axial_damage_ratio", "cord_dice", "lesion_dice", "lesion_uncertainty", "flags", "href",
 )
 
 #: Robust z-score (median and MAD of the site's scans) above which a total lesion volume is an outlier.

@@ -72,6 +72,7 @@ from cohort_sciseg.segment.predictors import (
 )
 from cohort_sciseg.segment.quiet import quiet_nnunet
 from cohort_sciseg.segment.resample import RESAMPLING_MODES, Resampling, with_resampling
+from cohort_sciseg.segment.uncertainty import ScanUncertainty, labels_and_uncertainty
 
 __all__ = [
     "CACHE_SIZE",
@@ -177,11 +178,14 @@ class SegmentationResult:
         nnU-Net's output label map (uint8; values of ``dataset.json``), before post-processing.
     cord, lesion
         Boolean masks after post-processing.
+    uncertainty
+        The scan's uncertainty, when asked (:meth:`SegmentationEngine.write_outputs`).
     """
 
     label_map: np.ndarray
     cord: np.ndarray
     lesion: np.ndarray
+    uncertainty: ScanUncertainty | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -449,23 +453,31 @@ class SegmentationEngine:
 
     def labels(self, predicted: PredictedLogits) -> np.ndarray:
         """CPU stage: nnU-Net's label map (uint8) on the input's voxel grid, from logits."""
+        return self._labels(predicted, uncertainty=False)[0]
+
+    def labels_with_uncertainty(self, predicted: PredictedLogits) -> tuple[np.ndarray, ScanUncertainty]:
+        """:meth:`labels` (the same map) and the scan's uncertainty (:mod:`~cohort_sciseg.segment.uncertainty`)."""
+        seg, found = self._labels(predicted, uncertainty=True)
+        return seg, cast("ScanUncertainty", found)
+
+    def _labels(self, predicted: PredictedLogits, *, uncertainty: bool) -> tuple[np.ndarray, ScanUncertainty | None]:
         import torch
         from nnunetv2.inference.export_prediction import (
             convert_predicted_logits_to_segmentation_with_correct_shape,
         )
 
-        plans = self.plans()
-        p = predicted.prepared
-        threads = self.settings.threads or torch.get_num_threads()
+        plans, p, found = self.plans(), predicted.prepared, None
+        args = (predicted.logits, plans.plans_manager, self._configuration_manager(), plans.label_manager, p.properties)
+        threads = int(self.settings.threads or torch.get_num_threads())
         with quiet_nnunet("resampling the prediction"):
-            seg = convert_predicted_logits_to_segmentation_with_correct_shape(
-                predicted.logits, plans.plans_manager, self._configuration_manager(),
-                plans.label_manager, p.properties, return_probabilities=False,
-                num_threads_torch=int(threads),
-            )
+            if uncertainty:
+                seg, found = labels_and_uncertainty(*args, self.folder.labels, num_threads_torch=threads)
+            else:
+                seg = convert_predicted_logits_to_segmentation_with_correct_shape(
+                    *args, return_probabilities=False, num_threads_torch=threads)
         labels = np.transpose(np.asarray(seg), (2, 1, 0))
         back, _ = reorient(labels, p.model_affine, p.source_orientation)
-        return np.ascontiguousarray(back, dtype=np.uint8)
+        return np.ascontiguousarray(back, dtype=np.uint8), found
 
     def predict_labels(self, volume: Volume) -> np.ndarray:
         """nnU-Net's label map (uint8) of ``volume`` on its own voxel grid (SCT's path)."""
@@ -506,14 +518,17 @@ class SegmentationEngine:
         output_prefix: str | os.PathLike[str],
         *,
         postprocessing: PostprocessOptions | None = None,
+        uncertainty: bool = False,
     ) -> SegmentationOutputs:
         """CPU stage: label map, split, post-process; write both masks with sidecars.
 
         Writes ``<prefix>_sc_seg.nii.gz`` and ``<prefix>_lesion_seg.nii.gz`` with the
-        input's header (atomically) and their JSON sidecars.
+        input's header (atomically) and their JSON sidecars. ``uncertainty``: the masks
+        (``outputs.masks``) also carry the scan's uncertainty (the same masks).
         """
         p = predicted.prepared
-        result = self.masks_from_labels(self.labels(predicted), p.affine, postprocessing)
+        label_map, found = self._labels(predicted, uncertainty=uncertainty)
+        result = replace(self.masks_from_labels(label_map, p.affine, postprocessing), uncertainty=found)
         cord_path, lesion_path = output_paths(Path(output_prefix))
         integrity = self.integrity()
         sidecar = generated_by(
@@ -578,6 +593,6 @@ class SegmentationEngine:
         return self.finish_masks(predicted, out_prefix)[:2]
 
     def finish_masks(self, predicted: PredictedLogits, out_prefix: str) -> tuple[str, str, SegmentationResult]:
-        """:meth:`finish`, and the masks it wrote (the batch measures them without reading them back)."""
-        out = self.write_outputs(predicted, out_prefix)
+        """:meth:`finish`, and the masks it wrote with the scan's uncertainty (the batch measures them in memory)."""
+        out = self.write_outputs(predicted, out_prefix, uncertainty=True)
         return str(out.cord), str(out.lesion), cast("SegmentationResult", out.masks)

@@ -21,6 +21,12 @@ By pipeline role:
   lesion channel did not learn is retried with the next seed and 50 % more epochs,
   never exported);
 - :mod:`~cohort_sciseg.training.card`: ``DIR/MODEL_CARD.md`` and ``DIR/model.json``;
+- :mod:`~cohort_sciseg.training.export`: ``cohort-sciseg export-nnunet``, a cohort's scans
+  with manual or corrected masks (optionally QC-passed predictions) as an nnU-Net v2 raw
+  dataset built as SCIseg's, with patient-level splits
+  (:mod:`~cohort_sciseg.training.splits`) and a manifest;
+  :mod:`~cohort_sciseg.training.from_export` trains the demo model from such an export
+  (``--from-export``);
 - :mod:`~cohort_sciseg.training.run`: the whole run (:func:`train_demo_model`,
   :func:`reevaluate_model`);
 - :mod:`~cohort_sciseg.training.cli`: the command line.
@@ -47,6 +53,15 @@ from cohort_sciseg.training.evaluation import (
     lesion_gate,
     summarize,
 )
+from cohort_sciseg.training.export import (
+    ExportCase,
+    ExportResult,
+    SkippedScan,
+    case_id_of,
+    export_nnunet,
+    select_cases,
+)
+from cohort_sciseg.training.from_export import check_export, export_test_cases
 from cohort_sciseg.training.nnunet import (
     export_checkpoint,
     export_model,
@@ -55,7 +70,12 @@ from cohort_sciseg.training.nnunet import (
     set_nnunet_environment,
     train_once,
 )
-from cohort_sciseg.training.run import TrainResult, reevaluate_model, train_demo_model
+from cohort_sciseg.training.run import (
+    TrainResult,
+    prepare_training,
+    reevaluate_model,
+    train_demo_model,
+)
 from cohort_sciseg.training.settings import (
     CONFIGURATION,
     DATASET_JSON,
@@ -64,6 +84,7 @@ from cohort_sciseg.training.settings import (
     TRAINER_FOLDER,
     TrainSettings,
 )
+from cohort_sciseg.training.splits import SplitCase, Splits, split_by_subject
 
 __all__ = [
     "CONFIGURATION",
@@ -72,25 +93,37 @@ __all__ = [
     "MODEL_NAME",
     "TRAINER_FOLDER",
     "Case",
+    "ExportCase",
+    "ExportResult",
+    "SkippedScan",
+    "SplitCase",
+    "Splits",
     "TrainResult",
     "TrainSettings",
     "build_parser",
+    "case_id_of",
+    "check_export",
     "choose_postprocessing",
     "dataset_json",
     "evaluate",
     "evaluation_cases",
     "export_checkpoint",
     "export_model",
+    "export_nnunet",
+    "export_test_cases",
     "find_real_scans",
     "label_map",
     "lesion_gate",
     "main",
     "plan_and_preprocess",
+    "prepare_training",
     "real_training_cases",
     "reduce_plans",
     "reevaluate_model",
+    "select_cases",
     "set_nnunet_environment",
     "settings_from_args",
+    "split_by_subject",
     "summarize",
     "synthetic_cases",
     "train_demo_model",

@@ -23,7 +23,7 @@ from typing import Any
 
 from cohort_sciseg.errors import SegmentationError, format_error
 from cohort_sciseg.segment.manifest import MANIFEST_NAME
-from cohort_sciseg.training.run import reevaluate_model, train_demo_model
+from cohort_sciseg.training.run import prepare_training, reevaluate_model, train_demo_model
 from cohort_sciseg.training.settings import DEFAULT_HOLDOUT, TrainSettings
 
 __all__ = ["PROG", "build_parser", "main", "settings_from_args"]
@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "rewrite its MODEL_CARD.md and model.json",
     )
     p.add_argument(
+        "--from-export", type=Path, default=None, metavar="DATASET_DIR",
+        help="also train on a dataset written by `cohort-sciseg export-nnunet` (its fold 0 validates, "
+        "its test cases are evaluated); without --data, no spine-t2w scans are added",
+    )
+    p.add_argument(
+        "--plan-only", action="store_true",
+        help="build the training data and run nnU-Net's planning and preprocessing in --work, then stop",
+    )
+    p.add_argument(
         "--quick", action="store_true",
         help="CI smoke run: phantoms only, short schedule, lesion gate off",
     )
@@ -101,7 +110,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         data = None if args.data in (None, "none") else Path(args.data)
     else:
         base = TrainSettings()
-        data = _default_data() if args.data is None else (
+        default = None if args.from_export is not None else _default_data()  # the export is the real data
+        data = default if args.data is None else (
             None if args.data == "none" else Path(args.data)
         )
     if data is not None and not data.is_dir():
@@ -113,7 +123,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         raise SegmentationError(msg, path=data)
     changes: dict[str, Any] = {"seed": args.seed, "data": data, "holdout": tuple(args.holdout),
                                "from_checkpoint": args.from_checkpoint,
-                               "init_weights": args.init_weights}
+                               "init_weights": args.init_weights, "from_export": args.from_export}
     if args.from_checkpoint is not None and args.init_weights is not None:
         msg = format_error(
             "--from-checkpoint and --init-weights were both given", path=args.init_weights,
@@ -143,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = settings_from_args(args)
+        if args.plan_only:
+            pre = prepare_training(settings, work_dir=args.work, out_name=args.out.name)
+            logger.info("planned and preprocessed (no training): %s", pre)
+            return 0
         if args.reevaluate:
             work = args.work or Path(tempfile.gettempdir()) / f"cohort-sciseg-eval-{args.out.name}"
             metrics = reevaluate_model(settings, args.out, work_dir=work, command=command)

@@ -38,6 +38,7 @@ __all__ = [
     "label_map",
     "real_training_cases",
     "synthetic_cases",
+    "to_rpi",
     "write_raw_dataset",
 ]
 
@@ -134,9 +135,14 @@ def _case_name(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text)
 
 
-def _to_rpi(
+def to_rpi(
     data: npt.NDArray[Any], affine: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
+    """``data`` and its affine reoriented to RPI (what SCT feeds SCIseg); values untouched.
+
+    A contiguous copy of the permuted/flipped array and the affine that maps its voxels
+    to the same world positions (nibabel's axis codes ``('L', 'A', 'S')``).
+    """
     arr, aff = reorient(np.asarray(data), np.asarray(affine, dtype=np.float64), "RPI")
     return np.ascontiguousarray(arr), np.asarray(aff, dtype=np.float64)
 
@@ -184,8 +190,8 @@ def _load_real(img: Path, mask: Path, lesion: Path | None, sub: str, source: str
     vol = load_nifti(img, scan_id=sub)
     cord = binarize(load_nifti(mask, scan_id=sub).data)
     les = binarize(load_nifti(lesion, scan_id=sub).data) if lesion is not None else None
-    image, aff = _to_rpi(vol.data.astype(np.float32), vol.affine)
-    labels, _ = _to_rpi(label_map(cord, les), vol.affine)
+    image, aff = to_rpi(vol.data.astype(np.float32), vol.affine)
+    labels, _ = to_rpi(label_map(cord, les), vol.affine)
     return Case(
         name=_case_name(sub),
         image=image,
@@ -251,8 +257,8 @@ def synthetic_cases(
             vol = load_nifti(img)
             cord = binarize(load_nifti(mask).data)
             les = binarize(load_nifti(lesion_path).data) if lesion_path.is_file() else None
-            image, aff = _to_rpi(vol.data.astype(np.float32), vol.affine)
-            labels, _ = _to_rpi(label_map(cord, les), vol.affine)
+            image, aff = to_rpi(vol.data.astype(np.float32), vol.affine)
+            labels, _ = to_rpi(label_map(cord, les), vol.affine)
             stem = img.name.split(".nii")[0].replace("_T2w", "")
             cases.append(
                 Case(

@@ -34,6 +34,12 @@ from cohort_sciseg.training.data import (
     write_raw_dataset,
 )
 from cohort_sciseg.training.evaluation import evaluate, lesion_gate
+from cohort_sciseg.training.from_export import (
+    add_export_cases,
+    check_export,
+    export_test_cases,
+    merge_export_split,
+)
 from cohort_sciseg.training.nnunet import (
     export_model,
     plan_and_preprocess,
@@ -43,7 +49,7 @@ from cohort_sciseg.training.nnunet import (
 )
 from cohort_sciseg.training.settings import DATASET_NAME, MODEL_NAME, TRAINER_FOLDER, TrainSettings
 
-__all__ = ["TrainResult", "reevaluate_model", "train_demo_model"]
+__all__ = ["TrainResult", "prepare_training", "reevaluate_model", "train_demo_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +76,8 @@ class TrainResult:
     wall_s: float = 0.0
 
 
-def _training_data(settings: TrainSettings, work: Path) -> tuple[list[Case], list[Case]]:
-    """Write the nnU-Net raw dataset; returns ``(real-based cases, phantom cases)``."""
+def _training_data(settings: TrainSettings, work: Path) -> tuple[list[Case], list[Case], list[str]]:
+    """Write the nnU-Net raw dataset; returns ``(real-based cases, phantom cases, export case ids)``."""
     real = real_training_cases(settings)
     synth = synthetic_cases(
         work / "train_phantoms",
@@ -81,9 +87,51 @@ def _training_data(settings: TrainSettings, work: Path) -> tuple[list[Case], lis
     )
     train_cases = real + synth
     raw = write_raw_dataset(work / "nnUNet_raw" / DATASET_NAME, train_cases)
-    logger.info("training set: %d cases (%d real-based, %d phantoms) in %s",
-                len(train_cases), len(real), len(synth), raw)
-    return real, synth
+    exported = [] if settings.from_export is None else add_export_cases(raw, settings.from_export)
+    logger.info("training set: %d cases (%d real-based, %d phantoms, %d from the export) in %s",
+                len(train_cases) + len(exported), len(real), len(synth), len(exported), raw)
+    return real, synth, exported
+
+
+def _work_folder(out_name: str, work_dir: str | os.PathLike[str] | None) -> Path:
+    work = (
+        Path(work_dir).expanduser().absolute()
+        if work_dir is not None
+        else Path(tempfile.gettempdir()) / f"cohort-sciseg-train-{out_name}"
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def _plan(settings: TrainSettings, work: Path, n_cases: int, *, keep_plans: bool) -> None:
+    """nnU-Net's planning and preprocessing (kept when ``keep_plans`` and done before), then the split."""
+    plans_file = work / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json"
+    if keep_plans and plans_file.is_file():
+        return
+    with quiet_stdout(work / "nnunet.log"):
+        plan_and_preprocess(settings, work, n_cases)
+    if settings.from_export is not None:
+        merged = merge_export_split(plans_file.parent, settings.from_export)
+        logger.info("split: the export's fold 0 validates (%d cases), %d cases train",
+                    len(merged["val"]), len(merged["train"]))
+
+
+def prepare_training(
+    settings: TrainSettings, *, work_dir: str | os.PathLike[str] | None = None, out_name: str = "model"
+) -> Path:
+    """Build the training data and run nnU-Net's planning and preprocessing, without training.
+
+    What :func:`train_demo_model` does before its first attempt (a dry run, e.g. to
+    check that an export is accepted). Returns the preprocessed dataset folder, with
+    ``nnUNetPlans.json`` and ``splits_final.json``.
+    """
+    if settings.from_export is not None:
+        check_export(settings.from_export)
+    work = _work_folder(out_name, work_dir)
+    set_nnunet_environment(work)
+    real, synth, exported = _training_data(settings, work)
+    _plan(settings, work, len(real) + len(synth) + len(exported), keep_plans=False)
+    return work / "nnUNet_preprocessed" / DATASET_NAME
 
 
 def _attempt(
@@ -171,24 +219,31 @@ def train_demo_model(
     """
     t0 = time.monotonic()
     model_dir = Path(out_dir).expanduser().absolute()
-    work = (
-        Path(work_dir).expanduser().absolute()
-        if work_dir is not None
-        else Path(tempfile.gettempdir()) / f"cohort-sciseg-train-{model_dir.name}"
-    )
-    work.mkdir(parents=True, exist_ok=True)
+    if settings.from_export is not None:
+        check_export(settings.from_export)
+    work = _work_folder(model_dir.name, work_dir)
     set_nnunet_environment(work)
-    real, synth = _training_data(settings, work)
+    real, synth, exported = _training_data(settings, work)
     eval_cases = evaluation_cases(settings, work)
+    if settings.from_export is not None:
+        eval_cases += export_test_cases(settings.from_export)
 
     # continuing a checkpoint: keep the plans and preprocessed data it was trained on
-    plans_file = work / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json"
-    if (settings.from_checkpoint is None and settings.init_weights is None) or not plans_file.is_file():
-        with quiet_stdout(work / "nnunet.log"):
-            plan_and_preprocess(settings, work, len(real) + len(synth))
+    resumed = settings.from_checkpoint is not None or settings.init_weights is not None
+    _plan(settings, work, len(real) + len(synth) + len(exported), keep_plans=resumed)
     attempts, metrics = _train_until_gate(settings, work, eval_cases)
 
     summary = data_summary(settings, real, len(synth))
+    if settings.from_export is not None:
+        summary["n_training"] += len(exported)
+        summary["export"] = {"folder": settings.from_export.as_posix(), "training_cases": len(exported)}
+        summary["composition"] += f", {len(exported)} cases of the export {settings.from_export.name}"
+        phantoms_only = summary["description"].replace("; no real data.", ".")
+        summary["description"] = phantoms_only.replace("Synthetic phantoms only", "Synthetic phantoms") + (
+            f" Plus the {len(exported)} training cases of the nnU-Net export {settings.from_export.name} "
+            "(`cohort-sciseg export-nnunet`: manual or corrected masks); its test cases are evaluated as "
+            "held-out real scans."
+        )
     if model_dir.exists():
         shutil.rmtree(model_dir / TRAINER_FOLDER, ignore_errors=True)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -236,8 +291,10 @@ def reevaluate_model(
     work = Path(work_dir).expanduser().absolute()
     work.mkdir(parents=True, exist_ok=True)
     set_nnunet_environment(work)
-    metrics = evaluate(model, evaluation_cases(settings, work), work / "nnunet.log",
-                       threads=settings.threads or None)
+    cases = evaluation_cases(settings, work)
+    if settings.from_export is not None:
+        cases += export_test_cases(settings.from_export)
+    metrics = evaluate(model, cases, work / "nnunet.log", threads=settings.threads or None)
     summary = data_summary(settings, real_training_cases(settings),
                            int(old.get("data", {}).get("phantoms", 0)))
     summary["wall_s"] = float(old.get("data", {}).get("wall_s", 0.0))

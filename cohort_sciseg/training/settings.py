@@ -94,6 +94,10 @@ class TrainSettings:
     threads
         torch threads for training and evaluation (0: all cores). One thread avoids
         OpenMP stalls when the cores are shared with other work.
+    from_export
+        A dataset folder written by ``cohort-sciseg export-nnunet``: its training cases
+        join the phantoms, its fold 0 validates, its test cases are evaluated as
+        held-out real scans (:mod:`~cohort_sciseg.training.from_export`).
     """
 
     seed: int = 0
@@ -117,12 +121,13 @@ class TrainSettings:
     initial_lr: float = 0.01
     oversample_foreground: float = 0.66
     threads: int = 0
+    from_export: Path | None = None
 
     def as_json(self) -> dict[str, Any]:
         """JSON-friendly dict (paths as strings, tuples as lists)."""
         out = asdict(self)
         out["data"] = None if self.data is None else self.data.as_posix()
-        for key in ("from_checkpoint", "init_weights"):
+        for key in ("from_checkpoint", "init_weights", "from_export"):
             value = getattr(self, key)
             out[key] = None if value is None else value.as_posix()
         return json.loads(json.dumps(out))

@@ -1,5 +1,7 @@
 """The subcommands of ``cohort-sciseg``: one dataclass each, whose ``run(out)`` prints and returns the exit status."""
 
+from cohort_sciseg.cli.commands.compare import CompareCommand
+from cohort_sciseg.cli.commands.export import ExportNnunetCommand
 from cohort_sciseg.cli.commands.ratings import RatingsPrepareCommand, RatingsWorklistCommand
 from cohort_sciseg.cli.commands.run import DemoCommand, ReportCommand, RunCommand
 from cohort_sciseg.cli.commands.scans import DiscoverCommand, SynthCommand
@@ -8,8 +10,10 @@ from cohort_sciseg.cli.commands.validate import ValidateCommand
 
 __all__ = [
     "AnalyzeLesionCommand",
+    "CompareCommand",
     "DemoCommand",
     "DiscoverCommand",
+    "ExportNnunetCommand",
     "MetricsCommand",
     "RatingsPrepareCommand",
     "RatingsWorklistCommand",

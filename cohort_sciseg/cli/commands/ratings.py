@@ -18,31 +18,43 @@ def _ratings_to_fix(include_artifact: bool) -> tuple[str, ...]:
 
 @dataclass
 class RatingsWorklistCommand:
-    """``cohort-sciseg ratings worklist RATINGS OUT_DIR [-o worklist.csv] [--include-artifact]``.
+    """``cohort-sciseg ratings worklist RATINGS OUT_DIR [-o worklist.csv] [--include-artifact] [--rank uncertainty [--top K]]``.
 
     The scans rated fail (and artifact) in the ratings exported from the QC report,
     with their image, predicted masks and the manual-mask paths where corrections
-    go, as CSV (see :func:`cohort_sciseg.report.ratings.worklist`).
+    go, as CSV (see :func:`cohort_sciseg.report.ratings.worklist`). ``--rank
+    uncertainty``: instead, the scans not yet corrected (nor rated pass), most
+    uncertain lesion first, with a ``rank`` column; ``--top K`` keeps the first K.
     """
 
     ratings: Path
     out_dir: Path
     output: Path | None = None
     include_artifact: bool = False
+    rank: str = "rating"
+    top: int | None = None
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
+        from cohort_sciseg.errors import ReportError, format_error
         from cohort_sciseg.io import atomic_write_text
         from cohort_sciseg.report.ratings import worklist
 
+        if self.top is not None and (self.rank != "uncertainty" or self.top < 1):
+            msg = format_error(f"--top {self.top} is not valid", expected="an integer >= 1 with --rank uncertainty",
+                               fix="pass --rank uncertainty --top K with K >= 1, or leave --top out")
+            raise ReportError(msg)
         fix = _ratings_to_fix(self.include_artifact)
-        todo = worklist(self.ratings, self.out_dir, ratings_to_fix=fix)  # type: ignore[arg-type]
+        todo = worklist(self.ratings, self.out_dir, ratings_to_fix=fix,  # type: ignore[arg-type]
+                        rank=self.rank, top=self.top)  # type: ignore[arg-type]
         text = todo.to_csv(index=False)
         if self.output is None:
             out.write(text)
             return EXIT_OK
         atomic_write_text(self.output, text)
-        out.write(f"{len(todo)} scan(s) rated {' or '.join(fix)} to correct; worklist: {self.output}\n")
+        what = ("not yet corrected, most uncertain lesion first" if self.rank == "uncertainty"
+                else f"rated {' or '.join(fix)} to correct")
+        out.write(f"{len(todo)} scan(s) {what}; worklist: {self.output}\n")
         return EXIT_OK
 
 

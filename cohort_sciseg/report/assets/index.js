@@ -9,9 +9,9 @@
     ["scan_id", "Scan"], ["site", "Site"], ["sub", "Subject"], ["ses", "Session"], ["orientation", "Orient."],
     ["status", "Status"], ["n_lesions", "Lesions"], ["total_volume_mm3", "Lesion vol. (mm³)"],
     ["max_axial_damage_ratio", "Damage ratio"], ["cord_dice", "Cord Dice"], ["lesion_dice", "Lesion Dice"],
-    ["flags", "Flags"], ["rating", "Rating"]
+    ["lesion_uncertainty", "Lesion uncert."], ["flags", "Flags"], ["rating", "Rating"]
   ];
-  var DIGITS = { total_volume_mm3: 1, max_axial_damage_ratio: 3, cord_dice: 3, lesion_dice: 3 };
+  var DIGITS = { total_volume_mm3: 1, max_axial_damage_ratio: 3, cord_dice: 3, lesion_dice: 3, lesion_uncertainty: 3 };
   var ROWH = 26, OVERSCAN = 12;
   var grid = document.getElementById("grid");
   var body = document.getElementById("rows");
