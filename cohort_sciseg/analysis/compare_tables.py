@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from cohort_sciseg.schemas import BIOMARKERS_SCHEMA
 from cohort_sciseg.schemas import arrow_field as _f
 from cohort_sciseg.validation.clinical import BIOMARKERS
 from cohort_sciseg.validation.cohort import BRIDGE_COLUMNS
@@ -27,19 +28,10 @@ __all__ = [
 
 #: The biomarkers compared: the paper's three and the tissue bridges of the largest lesion.
 COMPARED_BIOMARKERS: tuple[str, ...] = (*BIOMARKERS, *BRIDGE_COLUMNS)
-#: Unit of each compared biomarker.
-BIOMARKER_UNITS = {
-    "total_volume_mm3": "mm3", "total_length_mm": "mm", "max_axial_damage_ratio": "1",
-    **dict.fromkeys(BRIDGE_COLUMNS, "mm"),
-}  # fmt: skip
-_DOCS = {
-    "total_volume_mm3": "total lesion volume inside the cord",
-    "total_length_mm": "sum of lesion lengths",
-    "max_axial_damage_ratio": "maximum axial damage ratio",
-    "dorsal_bridge_width_mm": "dorsal tissue bridge of the largest lesion (null without lesion)",
-    "ventral_bridge_width_mm": "ventral tissue bridge of the largest lesion (null without lesion)",
-    "total_bridge_width_mm": "total tissue bridge of the largest lesion (null without lesion)",
-}
+#: Unit and description of each compared biomarker: those of the biomarkers table (one source).
+_FIELDS = {f.name: f for f in BIOMARKERS_SCHEMA}
+BIOMARKER_UNITS = {n: _FIELDS[n].metadata[b"unit"].decode() for n in COMPARED_BIOMARKERS}
+_DOCS = {n: _FIELDS[n].metadata[b"description"].decode() for n in COMPARED_BIOMARKERS}
 
 #: ``reason`` values of the unpaired table, in the order rows are listed.
 UNPAIRED_REASONS = (
