@@ -17,11 +17,18 @@
     ``sum(1 - lesion Dice)`` of the top-k scans by uncertainty (ties by scan id, as
     ``ratings worklist --rank uncertainty``) against the mean over ``--draws`` random
     k-subsets (seeded), with the share of random subsets that fix at least as much, and
-    the best possible (the k worst scans), for k in ``--k``.
+    the best possible (the k worst scans), for k in ``--k``. One ranking per cohort of
+    ``--quality-spread`` (0: every image at its site's protocol, the demo model's errors
+    small and even; 0.7: image qualities drawn in [0.3, 1], faint lesions in noisy images,
+    errors uneven as in real cohorts). With ``--disagreement`` each cohort is run again with
+    ``tta=true disagreement=true`` and ranked by ``lesion_disagreement`` too.
+``cost_disagreement`` (with ``--disagreement``)
+    The network stage of the synthetic scan: plain, nnU-Net's 8-mirroring ensemble, and
+    the same 8 members one by one with their disagreement (medians of ``--repeats``).
 
 Run::
 
-    .venv/bin/python benchmarks/bench_uncertainty.py --out benchmarks/results/uncertainty.json
+    .venv/bin/python benchmarks/bench_uncertainty.py --disagreement --out benchmarks/results/uncertainty.json
 """
 
 from __future__ import annotations
@@ -93,6 +100,25 @@ def _cost(scan: Path, work: Path, repeats: int, threads: int) -> dict[str, Any]:
     }
 
 
+def _members_cost(scan: Path, repeats: int, threads: int) -> dict[str, Any]:
+    """Network stage with 8 test-time mirrorings: nnU-Net's ensemble vs the members one by one (same evaluations)."""
+    from cohort_sciseg.io import load_nifti
+    from cohort_sciseg.segment import SegmentationEngine
+
+    ensemble = SegmentationEngine(model="demo", device="cpu", threads=threads, tta=True)
+    members = SegmentationEngine(model="demo", device="cpu", threads=threads, tta=True, disagreement=True)
+    plain = SegmentationEngine(model="demo", device="cpu", threads=threads)
+    prepared = plain.prepare(load_nifti(scan))
+    members.infer(prepared)  # warm-up
+    times: dict[str, list[float]] = {"plain": [], "tta_ensemble": [], "tta_members": []}
+    for _ in range(repeats):
+        for name, engine in (("plain", plain), ("tta_ensemble", ensemble), ("tta_members", members)):
+            times[name].append(engine.infer(prepared).seconds)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"infer_s_median": med, "members_over_ensemble": med["tta_members"] / med["tta_ensemble"],
+            "members_over_plain": med["tta_members"] / med["plain"], "all_s": times}
+
+
 def _topk(scans: Any, k: int, draws: int, seed: int) -> dict[str, Any]:
     err = (1.0 - scans["lesion_dice"]).to_numpy()
     order = scans.sort_values(["lesion_uncertainty", "scan_id"], ascending=[False, True], kind="mergesort")
@@ -110,42 +136,72 @@ def _topk(scans: Any, k: int, draws: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _ranking(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from scipy.stats import spearmanr
-
+def _run(cohort: Any, out: Path, args: argparse.Namespace, **options: Any) -> tuple[Any, float]:
     from cohort_sciseg.batch.runner import RunOptions, run_cohort
     from cohort_sciseg.batch.segmenters import SegmenterSpec
     from cohort_sciseg.io import read_partitioned_table
-    from cohort_sciseg.synth import synthesize_cohort
 
-    cohort = synthesize_cohort(work / "cohort", sites=args.sites, subjects_per_site=args.subjects, seed=args.seed)
-    spec = SegmenterSpec.make("nnunet", model="demo", device="cpu", threads=args.threads)
+    spec = SegmenterSpec.make("nnunet", model="demo", device="cpu", threads=args.threads, **options)
     opts = RunOptions(segmenter=spec, workers=args.workers, progress=False, resume=False, report=False)
     t = time.perf_counter()
-    summary = run_cohort(list(cohort.dataset_roots), work / "run", opts)
+    summary = run_cohort(list(cohort.dataset_roots), out, opts)
     wall = time.perf_counter() - t
     if not summary.ok:
         raise SystemExit(summary.format())
-    table = read_partitioned_table(work / "run" / "tables" / "scans")
+    table = read_partitioned_table(out / "tables" / "scans")
     assert table is not None
     df = table.to_pandas()
-    df = df[df["status"] == "done"].drop_duplicates("scan_id", keep="last")
-    rated = df.dropna(subset=["lesion_dice", "lesion_uncertainty"]).reset_index(drop=True)
-    rho, p = spearmanr(rated["lesion_uncertainty"], rated["lesion_dice"])
-    rho_v, p_v = spearmanr(rated["lesion_uncertain_volume_mm3"], rated["lesion_dice"])
-    cord = df.dropna(subset=["cord_dice", "cord_uncertainty"])
-    rho_c, p_c = spearmanr(cord["cord_uncertainty"], cord["cord_dice"])
+    return df[df["status"] == "done"].drop_duplicates("scan_id", keep="last"), wall
+
+
+def _rho(df: Any, by: str, of: str = "lesion_dice") -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    rated = df.dropna(subset=[of, by])
+    rho, p = spearmanr(rated[by], rated[of])
+    return {"rho": float(rho), "p": float(p), "n": len(rated)}
+
+
+def _measures(df: Any, by: str, args: argparse.Namespace) -> dict[str, Any]:
+    rated = df.dropna(subset=["lesion_dice", by]).reset_index(drop=True)
     return {
-        "cohort": {"sites": args.sites, "subjects_per_site": args.subjects, "seed": args.seed,
-                   "n_scans": len(df), "n_with_lesion_dice": len(rated)},
-        "run_wall_s": wall,
-        "spearman_lesion_uncertainty_vs_lesion_dice": {"rho": float(rho), "p": float(p), "n": len(rated)},
-        "spearman_lesion_uncertain_volume_vs_lesion_dice": {"rho": float(rho_v), "p": float(p_v)},
-        "spearman_cord_uncertainty_vs_cord_dice": {"rho": float(rho_c), "p": float(p_c), "n": len(cord)},
-        "dice_mass": [_topk(rated, k, args.draws, args.seed) for k in args.k],
-        "per_scan": rated[["scan_id", "lesion_uncertainty", "lesion_uncertain_volume_mm3", "lesion_dice",
-                           "cord_uncertainty", "cord_dice"]].to_dict("records"),
+        f"spearman_{by}_vs_lesion_dice": _rho(df, by),
+        "dice_mass": [_topk(rated.assign(lesion_uncertainty=rated[by]), k, args.draws, args.seed) for k in args.k],
     }
+
+
+def _ranking(work: Path, args: argparse.Namespace, spread: float) -> dict[str, Any]:
+    from cohort_sciseg.synth import synthesize_cohort
+
+    cohort = synthesize_cohort(work / "cohort", sites=args.sites, subjects_per_site=args.subjects, seed=args.seed,
+                               quality_spread=spread)
+    df, wall = _run(cohort, work / "run", args)
+    rated = df.dropna(subset=["lesion_dice", "lesion_uncertainty"]).reset_index(drop=True)
+    out: dict[str, Any] = {
+        "cohort": {"sites": args.sites, "subjects_per_site": args.subjects, "seed": args.seed,
+                   "quality_spread": spread, "n_scans": len(df), "n_with_lesion_dice": len(rated)},
+        "run_wall_s": wall,
+        "spearman_lesion_uncertainty_vs_lesion_dice": _rho(df, "lesion_uncertainty"),
+        "spearman_lesion_uncertain_volume_vs_lesion_dice": _rho(df, "lesion_uncertain_volume_mm3"),
+        "spearman_cord_uncertainty_vs_cord_dice": _rho(df, "cord_uncertainty", "cord_dice"),
+        "dice_mass": [_topk(rated, k, args.draws, args.seed) for k in args.k],
+    }
+    columns = ["scan_id", "lesion_uncertainty", "lesion_uncertain_volume_mm3", "lesion_dice", "cord_uncertainty",
+               "cord_dice"]
+    if args.disagreement:  # the same cohort with the 8 test-time mirrorings as the ensemble's members
+        dis, dis_wall = _run(cohort, work / "run_members", args, tta=True, disagreement=True)
+        out["members"] = {
+            "settings": "tta=true disagreement=true (1 fold x 8 mirrorings)",
+            "run_wall_s": dis_wall,
+            "wall_ratio_to_plain": dis_wall / wall,
+            "lesion_disagreement": _measures(dis, "lesion_disagreement", args),
+            "lesion_uncertainty_of_the_mirrored_ensemble": _measures(dis, "lesion_uncertainty", args),
+            "spearman_cord_disagreement_vs_cord_dice": _rho(dis, "cord_disagreement", "cord_dice"),
+        }
+        df = df.merge(dis[["scan_id", "lesion_disagreement", "cord_disagreement"]], on="scan_id", how="left")
+        columns += ["lesion_disagreement", "cord_disagreement"]
+    out["per_scan"] = df.dropna(subset=["lesion_dice"])[columns].to_dict("records")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--draws", type=int, default=10000, help="random k-subsets")
     ap.add_argument("--k", type=int, nargs="+", default=[3, 5])
+    ap.add_argument("--quality-spread", type=float, nargs="+", default=[0.0, 0.7],
+                    help="one ranking per cohort: synthesize_cohort(quality_spread=S) (0: every image at its "
+                    "site's protocol; 0.7: image qualities in [0.3, 1])")
+    ap.add_argument("--disagreement", action="store_true",
+                    help="also run each cohort with tta=true disagreement=true (8x the network time) and rank by "
+                    "lesion_disagreement")
     ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--skip-ranking", action="store_true")
     ap.add_argument("--workdir", type=Path, help="default: a temporary folder")
@@ -177,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         if not args.skip_ranking:
-            results["ranking"] = _ranking(work, args)
+            results["ranking"] = {f"quality_spread={spread:g}": _ranking(work / f"spread{spread:g}", args, spread)
+                                  for spread in args.quality_spread}
         if not args.skip_cost:
             from cohort_sciseg.discover import find_scans
 
             rows = {}
-            roots = sorted((work / "cohort").glob("site*"))  # the ranking's cohort, when made (--workdir)
+            roots = sorted((work / "spread0" / "cohort").glob("site*"))  # the ranking's cohort, when made
             if roots:
                 first = find_scans(roots).scans[0]
                 rows[f"synthetic {Path(first.image_path).name}"] = Path(first.image_path)
@@ -191,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows["errsm11 384x216x52 (real)"] = real
             results["cost"] = {name: _cost(path, work / "cost", args.repeats, args.threads)
                                for name, path in rows.items()}
+            if args.disagreement and roots:
+                first = next(iter(rows.values()))
+                results["cost_disagreement"] = {f"synthetic {first.name}": _members_cost(first, args.repeats,
+                                                                                         args.threads)}
     text = json.dumps(results, indent=2, default=float)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

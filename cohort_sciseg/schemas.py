@@ -182,6 +182,11 @@ RUN_SCANS_SCHEMA = pa.schema(
                "without probabilities and scans of older runs (cohort_sciseg.segment.uncertainty)", "bit"),
             _f(f"{s}_uncertain_volume_mm3", pa.float64(), f"volume where the model's {what} probability is "
                "between 0.2 and 0.8 (null as for the uncertainty)", "mm3"))),
+        *(_f(f"{s}_disagreement", pa.float64(), f"mean mutual information between the {s} prediction and the "
+             "ensemble member (folds x test-time mirrorings), H(mean p) - mean H(p_m), over the voxels of "
+             f"{s}_uncertainty on the network grid; 0 when the members agree; null unless the run asked for it "
+             "(--segmenter-option disagreement=true; cohort_sciseg.segment.members)", "bit")
+          for s in ("lesion", "cord")),
         _f("seconds_segment", pa.float64(), "segmentation time", "s"),
         _f("seconds_total", pa.float64(), "time of the whole scan task", "s"),
         _f("attempt", pa.int32(), "number of attempts of this run at the scan (a killed worker's attempt counts)", nullable=False),

@@ -463,6 +463,16 @@ def compare_runs(
                   figures=figures, page=page)  # fmt: skip
 
 
+def _link_from_reports(page: Path, runs: tuple[Path, Path], labels: tuple[str, str]) -> None:
+    """List the page on the Cohort page of each run's QC report (runs without a report are left alone)."""
+    from cohort_sciseg.report import build_report
+    from cohort_sciseg.report.comparisons import register_comparison
+
+    for run, role in zip(runs, "AB", strict=True):
+        if register_comparison(run, page, title=f"{labels[1]} (B) vs {labels[0]} (A)", role=role) is not None:
+            build_report(run, render_missing=False)  # the index pages only: no scan page is drawn
+
+
 def _sort_unpaired(df: pd.DataFrame) -> pd.DataFrame:
     order = {r: i for i, r in enumerate(UNPAIRED_REASONS)}
     return (df.assign(_o=df["reason"].map(order))
@@ -507,4 +517,5 @@ def _write(
             layout.page, record=record, scans=scans, unpaired=unpaired, biomarkers=summary, moved=moved,
             figures=[p for p in written if p.suffix == ".png"], runs=(a.root, b.root),
         )
+        _link_from_reports(page_path, (a.root, b.root), labels)
     return CompareResult(out, labels, scans, unpaired, summary, moved, stats, tables, tuple(written), page_path)

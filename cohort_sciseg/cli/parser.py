@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed gives the same cohort")
     s.add_argument("--from-bids", type=Path, metavar="BIDS_DIR",
                    help="semi-synthetic: insert lesions into the real cords of this dataset")
+    s.add_argument("--quality-spread", type=float, default=0.0, metavar="S",
+                   help="image qualities drawn in [1 - S, 1] scale each image's signal-to-noise ratio and lesion "
+                        "contrast (default 0: every image at its site's protocol); e.g. 0.7 for a cohort a model "
+                        "gets wrong unevenly")
 
     a = sub.add_parser("analyze-lesion", help="lesion morphometrics of one scan (drop-in for sct_analyze_lesion)",
                        description="Lesion morphometrics of one scan from its lesion and cord masks, with the "
@@ -297,10 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` folder the report shows")
         x.add_argument("--include-artifact", action="store_true", help="also the scans rated artifact")
     rw.add_argument("-o", "--output", type=Path, metavar="worklist.csv", help="write the worklist here (default: print it)")
-    rw.add_argument("--rank", choices=("rating", "uncertainty"), default="rating",
+    rw.add_argument("--rank", choices=("rating", "uncertainty", "disagreement"), default="rating",
                     help="rating (default): the rated scans; uncertainty: the scans not yet corrected nor rated pass, "
-                    "most uncertain lesion first (tables/scans lesion_uncertainty; ties by scan_id), with a rank column")
-    rw.add_argument("--top", type=int, metavar="K", help="with --rank uncertainty: the first K scans only")
+                    "most uncertain lesion first (tables/scans lesion_uncertainty; ties by scan_id), with a rank column; "
+                    "disagreement: the same by lesion_disagreement (runs with --segmenter-option disagreement=true)")
+    rw.add_argument("--top", type=int, metavar="K", help="with --rank uncertainty or disagreement: the first K scans only")
     rp.add_argument("--overwrite", action="store_true", help="replace existing manual masks (default: keep them)")
 
     x_ = sub.add_parser("export-nnunet", help="scans with manual or corrected masks as an nnU-Net v2 training set",

@@ -7,7 +7,8 @@ comparison's tables (:mod:`cohort_sciseg.analysis.compare` computes them; this
 module takes plain DataFrames, as the report layer sits below the analysis).
 
 The page lives in the comparison's own folder, not in a run's report: it is about
-two runs, and a run's report is rebuilt from that run's tables alone. It links
+two runs, and a run's report is rebuilt from that run's tables alone. Each run's
+report lists it on its Cohort page (:mod:`cohort_sciseg.report.comparisons`). It links
 each moved or unpaired scan to its page in both runs' QC reports (where they have
 one) and uses the reports' stylesheet (copied to ``assets/``).
 """

@@ -49,10 +49,12 @@ WORKLIST_COLUMNS: tuple[str, ...] = (
     "cord_existing_path",
     "lesion_existing_path",
 )
-#: Columns of :func:`worklist` ``rank="uncertainty"``: the rank first, the uncertainties last.
-RANKED_COLUMNS: tuple[str, ...] = ("rank", *WORKLIST_COLUMNS, "lesion_uncertainty", "cord_uncertainty")
-#: The uncertainty columns of ``tables/scans`` a ranked worklist reads (null in runs made before them).
-_RANK_COLUMNS = ("lesion_uncertainty", "cord_uncertainty")
+#: The uncertainty columns of ``tables/scans`` a ranked worklist reads and shows (null when the run has none).
+_RANK_COLUMNS = ("lesion_uncertainty", "cord_uncertainty", "lesion_disagreement", "cord_disagreement")
+#: Columns of :func:`worklist` ranked by uncertainty or disagreement: the rank first, the uncertainties last.
+RANKED_COLUMNS: tuple[str, ...] = ("rank", *WORKLIST_COLUMNS, *_RANK_COLUMNS)
+#: What a ranked worklist sorts by: ``rank`` -> ``tables/scans`` column.
+RANK_BY = {"uncertainty": "lesion_uncertainty", "disagreement": "lesion_disagreement"}
 #: The structures of a correction, with the manual-mask suffixes discovery reads (the first is written).
 STRUCTURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cord", DEFAULT_CORD_SUFFIXES),
@@ -138,7 +140,7 @@ def worklist(
     out_dir: PathLike,
     *,
     ratings_to_fix: Sequence[Rating] = ("fail",),
-    rank: Literal["rating", "uncertainty"] = "rating",
+    rank: Literal["rating", "uncertainty", "disagreement"] = "rating",
     top: int | None = None,
 ) -> pd.DataFrame:
     """The scans to correct by hand, with their images, predictions and manual-mask targets.
@@ -152,7 +154,7 @@ def worklist(
         ``tables/scans`` gives the images and the predicted masks).
     ratings_to_fix
         Ratings that put a scan on the list (default: fail; add artifact to
-        review those as well). Not used with ``rank="uncertainty"``.
+        review those as well). Not used with a ranked worklist.
     rank
         ``"rating"`` (default): the rated scans, as below. ``"uncertainty"``: the
         scans to send to annotators next, columns :data:`RANKED_COLUMNS`: every scan
@@ -160,8 +162,10 @@ def worklist(
         manual lesion mask in ``derivatives/labels``) and not rated pass, by
         ``lesion_uncertainty`` descending (null last: scans of older runs), ties by
         ``scan_id``; ``rank`` 1, 2, ...; unrated scans have no rating.
+        ``"disagreement"``: the same scans by ``lesion_disagreement`` (runs with
+        ``--segmenter-option disagreement=true``; null last).
     top
-        Keep the first ``top`` rows (``rank="uncertainty"`` only; default: all).
+        Keep the first ``top`` rows (ranked worklists only; default: all).
 
     Returns
     -------
@@ -186,13 +190,13 @@ def worklist(
         lists a few), or the ratings file is bad (see :func:`read_ratings`).
     ValueError
         ``ratings_to_fix`` holds a value outside :data:`RATINGS`, ``rank`` is not
-        one of the two, or ``top`` is given without ranking or is below 1.
+        one of the three, or ``top`` is given without ranking or is below 1.
     """
     chosen = check_choice(ratings_to_fix, "ratings_to_fix")
     _check_rank(rank, top)
     frame = as_ratings(ratings)
     out = Path(out_dir).resolve()
-    scans = _run_scans(out, _RANK_COLUMNS if rank == "uncertainty" else ())
+    scans = _run_scans(out, _RANK_COLUMNS if rank in RANK_BY else ())
     ids = frame["scan_id"].astype(str)
     unknown = list(dict.fromkeys(i for i in ids if i not in scans.index))
     if unknown:
@@ -207,24 +211,24 @@ def worklist(
             "or remove the ratings of other runs from the file",
         )
         raise ReportError(msg, path=out)
-    if rank == "uncertainty":
-        return _ranked(frame, scans, out, top)
+    if rank in RANK_BY:
+        return _ranked(frame, scans, out, top, RANK_BY[rank])
     selected = frame[frame["rating"].astype(str).str.lower().isin(chosen)]
     rows = [_row(r, scans.loc[str(r["scan_id"])], out) for r in selected.to_dict("records")]
     return pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS), dtype="str")
 
 
 def _check_rank(rank: str, top: int | None) -> None:
-    if rank not in ("rating", "uncertainty"):
-        msg = f"rank={rank!r} is not valid: expected 'rating' (the rated scans) or 'uncertainty'"
+    if rank != "rating" and rank not in RANK_BY:
+        msg = f"rank={rank!r} is not valid: expected 'rating' (the rated scans), 'uncertainty' or 'disagreement'"
         raise ValueError(msg)
-    if top is not None and (rank != "uncertainty" or isinstance(top, bool) or int(top) < 1):
-        msg = f"top={top!r} is not valid: expected an integer >= 1, with rank='uncertainty'"
+    if top is not None and (rank not in RANK_BY or isinstance(top, bool) or int(top) < 1):
+        msg = f"top={top!r} is not valid: expected an integer >= 1, with rank='uncertainty' or 'disagreement'"
         raise ValueError(msg)
 
 
-def _ranked(frame: pd.DataFrame, scans: pd.DataFrame, out: Path, top: int | None) -> pd.DataFrame:
-    """The scans not yet corrected nor rated pass, most uncertain lesion first (see :func:`worklist`)."""
+def _ranked(frame: pd.DataFrame, scans: pd.DataFrame, out: Path, top: int | None, by: str) -> pd.DataFrame:
+    """The scans not yet corrected nor rated pass, highest ``by`` first (see :func:`worklist`)."""
     latest = frame.drop_duplicates("scan_id", keep="last").set_index("scan_id", drop=False)
     rows = []
     for sid, s in scans[scans["status"].astype(str) == "done"].iterrows():
@@ -235,7 +239,7 @@ def _ranked(frame: pd.DataFrame, scans: pd.DataFrame, out: Path, top: int | None
         if row["lesion_existing_path"] is None:  # a manual lesion mask: corrected already
             rows.append({**row, **{c: s[c] for c in _RANK_COLUMNS}})
     ranked = pd.DataFrame(rows, columns=[c for c in RANKED_COLUMNS if c != "rank"])
-    u = pd.to_numeric(ranked["lesion_uncertainty"], errors="coerce")
+    u = pd.to_numeric(ranked[by], errors="coerce")
     order = ranked.assign(_u=u.fillna(-1.0), _null=u.isna()).sort_values(
         ["_null", "_u", "scan_id"], ascending=[True, False, True], kind="mergesort")
     ranked = ranked.loc[order.index].reset_index(drop=True)

@@ -49,6 +49,7 @@ from cohort_sciseg._version import __version__
 from cohort_sciseg.errors import CohortSciSegError, ReportError, format_error
 from cohort_sciseg.io import RunLayout, atomic_write_text, read_partitioned_table, write_json
 from cohort_sciseg.records import scans_from_table
+from cohort_sciseg.report.comparisons import comparison_links
 from cohort_sciseg.report.reportlets import Reportlet, render_reportlets
 
 __all__ = [
@@ -574,7 +575,7 @@ def build_report(
         summary.append(("sites", ", ".join(sorted(scans["site"].astype(str).unique()))))
     atomic_write_text(report / "cohort.html", _env.get_template("cohort.html").render(
         page="cohort", summary=summary, tables=_cohort_tables(layout.validation_stats),
-        figures=_cohort_figures(layout.validation_figures, report), **common))
+        figures=_cohort_figures(layout.validation_figures, report), comparisons=comparison_links(report), **common))
     if errors:
         logger.warning("%d scan page(s) not made: %s", len(errors), "; ".join(errors[:5]))
     return ReportSummary(layout.report_index, len(scans), len(failure_rows), written, current, tuple(errors),

@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
@@ -48,7 +48,8 @@ from cohort_sciseg.io import (
 from cohort_sciseg.segment.limits import check_model_grid
 from cohort_sciseg.segment.loading import LoadedNetwork, ModelPlans
 from cohort_sciseg.segment.manifest import ManifestCheck
-from cohort_sciseg.segment.model import CheckpointChoice, find_model
+from cohort_sciseg.segment.members import predict_members
+from cohort_sciseg.segment.model import find_model
 from cohort_sciseg.segment.outputs import (
     SegmentationOutputs,
     default_prefix,
@@ -71,7 +72,8 @@ from cohort_sciseg.segment.predictors import (
     resampling_device,
 )
 from cohort_sciseg.segment.quiet import quiet_nnunet
-from cohort_sciseg.segment.resample import RESAMPLING_MODES, Resampling, with_resampling
+from cohort_sciseg.segment.resample import with_resampling
+from cohort_sciseg.segment.settings import DeviceChoice, EngineSettings
 from cohort_sciseg.segment.uncertainty import ScanUncertainty, labels_and_uncertainty
 
 __all__ = [
@@ -88,85 +90,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DeviceChoice = Literal["auto", "cpu", "cuda"]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """What to run and how (SCT's defaults). Small, hashable and picklable.
-
-    Attributes
-    ----------
-    model
-        ``"demo"`` (the bundled model), ``"sct:lesion_sci_t2"`` (SCIseg as an installed
-        SCT holds it, :mod:`cohort_sciseg.segment.sct`), a model folder or a trainer folder.
-    folds
-        Folds to ensemble (``None``: all, as SCT).
-    checkpoint
-        ``"auto"`` (final, else best), ``"final"`` or ``"best"``.
-    device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
-    tta
-        Test-time mirroring (off in SCT; ~8x slower in 3D).
-    tile_step_size
-        Sliding-window step as a fraction of the patch (0.5 as SCT; 1.0 is faster).
-    threads
-        torch intra-op threads during prediction (``None``: torch's default; nnU-Net
-        caps it at ``nnUNet_def_n_proc``, default 8).
-    trust_model
-        Accept a model folder that differs from its manifest.
-    postprocessing
-        When a call passes no post-processing of its own: ``"model"`` applies what the
-        model's ``model.json`` recommends (none for SCIseg's release: SCT's raw
-        output), ``"none"`` gives the raw output always (``run --segmenter-option
-        postprocessing=none``).
-    resampling
-        How images are resampled to the model's spacing and the logits back:
-        ``"exact"`` (nnU-Net's scipy path, SCT's) or ``"torch"`` (the same operator as
-        matrix products on the model's device, or CPU threads; same masks, several
-        times faster: :mod:`cohort_sciseg.segment.resample`).
-    """
-
-    model: str = "demo"
-    folds: tuple[str, ...] | None = None
-    checkpoint: CheckpointChoice = "auto"
-    device: DeviceChoice = "auto"
-    tta: bool = False
-    tile_step_size: float = 0.5
-    threads: int | None = None
-    trust_model: bool = False
-    postprocessing: Literal["model", "none"] = "model"
-    resampling: Resampling = "exact"
-
-    def __post_init__(self) -> None:
-        if self.resampling not in RESAMPLING_MODES:
-            msg = format_error(f"resampling={self.resampling!r} is not valid",
-                               expected=f"one of {RESAMPLING_MODES} ('exact': nnU-Net's scipy path, as SCT; "
-                               "'torch': the same resampling on torch, faster)",
-                               fix="pass --resampling exact or torch (run: --segmenter-option resampling=torch)")
-            raise SegmentationError(msg)
-        if self.postprocessing not in ("model", "none"):
-            msg = format_error(f"postprocessing={self.postprocessing!r} is not valid",
-                               expected="'model' (the model's recommendation, if any) or 'none' (raw)",
-                               fix="pass --segmenter-option postprocessing=none, or leave it out")
-            raise SegmentationError(msg)
-        if self.folds is not None:
-            object.__setattr__(self, "folds", tuple(str(f) for f in self.folds))
-        if not (0.0 < float(self.tile_step_size) <= 1.0):
-            msg = format_error(f"tile_step_size={self.tile_step_size!r} is not valid",
-                               expected="a fraction of the patch in (0, 1] (SCT: 0.5)",
-                               fix="pass --tile-step-size 0.5, or 1.0 for speed (run: --segmenter-option tile_step_size=0.5)")
-            raise SegmentationError(msg)
-        if self.device not in ("auto", "cpu", "cuda"):
-            msg = format_error(f"device={self.device!r} is not valid", expected="'auto', 'cpu' or 'cuda'",
-                               fix="pass --device auto, cpu or cuda (run: --segmenter-option device=cpu)")
-            raise SegmentationError(msg)
-        if self.threads is not None and int(self.threads) < 1:
-            msg = format_error(f"threads={self.threads!r} is not valid", expected="an integer >= 1",
-                               fix="pass --threads N with N >= 1 (run: --segmenter-option threads=N), or leave it out")
-            raise SegmentationError(msg)
-
 
 @dataclass(frozen=True, slots=True)
 class SegmentationResult:
@@ -221,13 +144,16 @@ class PreparedImage:
 class PredictedLogits:
     """The network's output for a :class:`PreparedImage` (output of :meth:`SegmentationEngine.infer`).
 
-    ``started``/``finished`` are wall-clock times (``time.time()``) of the device work.
+    ``started``/``finished`` are wall-clock times (``time.time()``) of the device work;
+    ``disagreement`` the members' disagreement when the settings ask for it
+    (:mod:`cohort_sciseg.segment.members`).
     """
 
     prepared: PreparedImage
     logits: Any
     started: float
     finished: float
+    disagreement: dict[str, float] | None = None
 
     @property
     def seconds(self) -> float:
@@ -271,6 +197,16 @@ class SegmentationEngine:
             trust_model=bool(settings.trust_model),
         )
         self._configuration: Any = None
+        if settings.disagreement and len(self.folder.folds) < 2 and not settings.tta:
+            msg = format_error(
+                "disagreement=true needs an ensemble of several members, and this one has one "
+                f"(fold {self.folder.folds[0]}, no test-time mirroring)",
+                path=self.folder.root,
+                expected="several folds, or tta=true (each mirroring is a member: 8 in 3D)",
+                fix="add --segmenter-option tta=true (8x the network time in 3D), use a model with several "
+                "folds, or drop disagreement=true",
+            )
+            raise SegmentationError(msg, path=self.folder.root)
 
     def __reduce__(self) -> NoReturn:
         msg = format_error(
@@ -354,7 +290,7 @@ class SegmentationEngine:
     def settings_record(self, postprocessing: PostprocessOptions | None = None) -> dict[str, Any]:
         """The effective settings written to the sidecars."""
         post, source = self.effective_postprocessing(postprocessing)
-        return {
+        record: dict[str, Any] = {
             "tile_step_size": self.key.tile_step_size,
             "tta": self.key.tta,
             "use_gaussian": True,
@@ -368,6 +304,9 @@ class SegmentationEngine:
             "postprocessing_source": source,
             "resampling": self.settings.resampling,
         }
+        if self.settings.disagreement:  # only then: the records (resume keys) of other runs stay as they were
+            record["disagreement"] = True
+        return record
 
     def _configuration_manager(self) -> Any:
         """nnU-Net's configuration manager with this engine's resampling (built once per engine)."""
@@ -437,7 +376,12 @@ class SegmentationEngine:
             start = time.time()
             try:
                 with quiet_nnunet("predicting"):
-                    logits = entry.predictor.predict_logits_from_preprocessed_data(prepared.data).cpu()
+                    if self.settings.disagreement:
+                        logits, disagreement = predict_members(
+                            entry.predictor, prepared.data, self.plans().label_manager, self.folder.labels)
+                    else:
+                        logits = entry.predictor.predict_logits_from_preprocessed_data(prepared.data).cpu()
+                        disagreement = None
             except RuntimeError as exc:
                 msg = format_error(
                     f"nnU-Net prediction failed ({type(exc).__name__}: {exc})",
@@ -449,7 +393,7 @@ class SegmentationEngine:
             finally:
                 torch.set_num_threads(previous)
             end = time.time()
-        return PredictedLogits(replace(prepared, data=None), logits, start, end)
+        return PredictedLogits(replace(prepared, data=None), logits, start, end, disagreement)
 
     def labels(self, predicted: PredictedLogits) -> np.ndarray:
         """CPU stage: nnU-Net's label map (uint8) on the input's voxel grid, from logits."""
@@ -472,6 +416,8 @@ class SegmentationEngine:
         with quiet_nnunet("resampling the prediction"):
             if uncertainty:
                 seg, found = labels_and_uncertainty(*args, self.folder.labels, num_threads_torch=threads)
+                if predicted.disagreement is not None:
+                    found = replace(found, **predicted.disagreement)
             else:
                 seg = convert_predicted_logits_to_segmentation_with_correct_shape(
                     *args, return_probabilities=False, num_threads_torch=threads)

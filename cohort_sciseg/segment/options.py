@@ -21,7 +21,7 @@ __all__ = ["check_settings"]
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "folds": (tuple, list), "checkpoint": (str,), "device": (str,), "tta": (bool,),
     "tile_step_size": (int, float), "threads": (int, type(None)), "trust_model": (bool,),
-    "postprocessing": (str,), "resampling": (str,),
+    "postprocessing": (str,), "resampling": (str,), "disagreement": (bool,),
 }
 
 

@@ -31,9 +31,9 @@ only a sigmoid/softmax, a dilation of each mask's bounding box and the entropy o
 voxels in the set. The network grid would save nothing (no resampling is saved) and
 would measure a different mask from the one written.
 
-Not computed: disagreement across the folds of an ensemble and across test-time
-mirrorings (nnU-Net's predictor sums them inside ``predict_logits_from_preprocessed_data``
-and its sliding window; getting them means running the folds one by one).
+Disagreement across the folds of an ensemble and its test-time mirrorings (the
+``*_disagreement`` columns, when asked) is :mod:`cohort_sciseg.segment.members`: nnU-Net
+sums those members inside its predictor, so getting them means running them one by one.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ __all__ = [
     "ScanUncertainty",
     "binary_entropy",
     "labels_and_uncertainty",
+    "structure_probabilities",
     "structure_uncertainty",
+    "uncertainty_region",
 ]
 
 #: Width of the border band around a predicted mask, in face-neighbour steps (voxels).
@@ -71,19 +73,27 @@ UNCERTAINTY_COLUMNS: tuple[str, ...] = (
     "lesion_uncertain_volume_mm3",
     "cord_uncertainty",
     "cord_uncertain_volume_mm3",
+    "lesion_disagreement",
+    "cord_disagreement",
 )
 
 
 @dataclass(frozen=True, slots=True)
 class ScanUncertainty:
-    """A scan's uncertainty columns (definitions in the module docstring)."""
+    """A scan's uncertainty columns (definitions in the module docstring).
+
+    The disagreements (:mod:`cohort_sciseg.segment.members`) are ``None`` unless the
+    engine ran the ensemble's members one by one (``disagreement=True``).
+    """
 
     lesion_uncertainty: float
     lesion_uncertain_volume_mm3: float
     cord_uncertainty: float
     cord_uncertain_volume_mm3: float
+    lesion_disagreement: float | None = None
+    cord_disagreement: float | None = None
 
-    def as_row(self) -> dict[str, float]:
+    def as_row(self) -> dict[str, float | None]:
         """The ``tables/scans`` columns (:data:`UNCERTAINTY_COLUMNS`)."""
         return asdict(self)
 
@@ -107,6 +117,28 @@ def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, ...] | None:
     return tuple(out)
 
 
+def uncertainty_region(p: np.ndarray, predicted: np.ndarray, *, band: int = BAND_VOXELS) -> tuple[np.ndarray, np.ndarray]:
+    """``(region, uncertain)``: the voxels a structure's uncertainty averages over (``M``, ``B``, ``U``) and ``U``.
+
+    ``p`` is the structure's probability, ``predicted`` its mask (same shape); ``band``
+    the border width in face-neighbour steps (0: the mask itself).
+    """
+    p = np.asarray(p)
+    predicted = np.asarray(predicted, dtype=bool)
+    if p.shape != predicted.shape:
+        msg = f"probabilities of shape {p.shape} and a mask of shape {predicted.shape}: expected the same grid"
+        raise ValueError(msg)
+    uncertain = (p > UNCERTAIN_LOW) & (p < UNCERTAIN_HIGH)
+    region = uncertain.copy()
+    box = _bbox(predicted, band)
+    if box is not None:
+        grown = predicted[box]
+        if band > 0:
+            grown = ndimage.binary_dilation(grown, iterations=band)  # face connectivity
+        region[box] |= grown
+    return region, uncertain
+
+
 def structure_uncertainty(
     p: np.ndarray, predicted: np.ndarray, voxel_volume_mm3: float, *, band: int = BAND_VOXELS
 ) -> tuple[float, float]:
@@ -123,25 +155,13 @@ def structure_uncertainty(
     band
         Border band width in face-neighbour steps (0: the mask itself).
     """
-    p = np.asarray(p)
-    predicted = np.asarray(predicted, dtype=bool)
-    if p.shape != predicted.shape:
-        msg = f"probabilities of shape {p.shape} and a mask of shape {predicted.shape}: expected the same grid"
-        raise ValueError(msg)
-    uncertain = (p > UNCERTAIN_LOW) & (p < UNCERTAIN_HIGH)
-    region = uncertain.copy()
-    box = _bbox(predicted, band)
-    if box is not None:
-        grown = predicted[box]
-        if band > 0:
-            grown = ndimage.binary_dilation(grown, iterations=band)  # face connectivity
-        region[box] |= grown
+    region, uncertain = uncertainty_region(p, predicted, band=band)
     n = int(np.count_nonzero(region))
-    mean = float(binary_entropy(p[region]).sum() / n) if n else 0.0
+    mean = float(binary_entropy(np.asarray(p)[region]).sum() / n) if n else 0.0
     return mean, float(np.count_nonzero(uncertain)) * float(voxel_volume_mm3)
 
 
-def _structure_probabilities(probabilities: Any, label_manager: Any, values: tuple[int, ...]) -> np.ndarray:
+def structure_probabilities(probabilities: Any, label_manager: Any, values: tuple[int, ...]) -> np.ndarray:
     """The probability of the structure made of the label ``values`` (channels first)."""
     if label_manager.has_regions:
         for i, region in enumerate(label_manager.foreground_regions):
@@ -217,7 +237,7 @@ def labels_and_uncertainty(
     voxel = float(math.prod(float(s) for s in properties["spacing"]))
     out: dict[str, float] = {}
     for name, values in (("lesion", split.lesion_values), ("cord", split.cord_values)):
-        p = _structure_probabilities(probabilities, label_manager, values)
+        p = structure_probabilities(probabilities, label_manager, values)
         mean, volume = structure_uncertainty(p, np.isin(cropped, values), voxel)
         out[f"{name}_uncertainty"], out[f"{name}_uncertain_volume_mm3"] = mean, volume
     return seg, ScanUncertainty(**out)

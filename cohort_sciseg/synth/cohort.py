@@ -126,7 +126,11 @@ class SynthCohort:
 
 @dataclass(frozen=True, slots=True)
 class ScanPlan:
-    """One image to render: entities, geometry, and the lesions visible in it."""
+    """One image to render: entities, geometry, and the lesions visible in it.
+
+    ``quality`` (0-1, 1 = the site's protocol) scales the image's signal-to-noise ratio and
+    its lesions' oedema contrast above the cord (:func:`degraded`).
+    """
 
     ses: str | None
     session_number: int
@@ -135,6 +139,7 @@ class ScanPlan:
     fov_centre_mm: tuple[float, float, float]
     lesions: tuple[Lesion, ...]
     days_since_injury: int
+    quality: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,13 @@ def _shrunk(les: Lesion, factor: float) -> Lesion:
     return replace(les, semi_axes_mm=(semi[0], semi[1], semi[2]))
 
 
+def degraded(lesion: Lesion, quality: float) -> Lesion:
+    """``lesion`` with its oedema's excess contrast over the cord scaled by ``quality`` (1: unchanged)."""
+    if quality == 1.0:
+        return lesion
+    return replace(lesion, contrast=1.0 + (lesion.contrast - 1.0) * quality)
+
+
 def plan_subject(
     seed: int,
     site_number: int,
@@ -186,6 +198,7 @@ def plan_subject(
     *,
     implant_fraction: float = 0.25,
     label_width: int = 2,
+    quality_spread: float = 0.0,
 ) -> SubjectPlan:
     """Draw one subject (anatomy, lesions, implant, demographics, scores, scans).
 
@@ -199,6 +212,11 @@ def plan_subject(
         Probability that the subject has a metal implant at the injury level.
     label_width
         Zero-padding of the subject label (``"01"`` for 2).
+    quality_spread
+        0: every image at its site's protocol. ``s`` in (0, 1): each image draws a quality
+        ``q ~ U(1 - s, 1)`` (its own generator, so the other draws do not change) that
+        scales its signal-to-noise ratio and its lesions' excess contrast (faint lesions in
+        noisy images: scans a model gets wrong unevenly, as in real cohorts).
     """
     protocol = site_protocol(site_number)
     rng = np.random.default_rng([seed, site_number, subject_number, 0])
@@ -223,6 +241,10 @@ def plan_subject(
     scans = []
     for k, (ses_no, ses_lesions, ses_days) in enumerate(sessions):
         centre = np.asarray(anatomy.origin_mm) + np.array([0.0, 3.0, 0.0]) + jitter[k]
+        quality = 1.0
+        if quality_spread > 0.0:
+            draw = np.random.default_rng([seed, site_number, subject_number, 3, ses_no])
+            quality = float(draw.uniform(1.0 - quality_spread, 1.0))
         scans.append(
             ScanPlan(
                 ses=f"{ses_no:02d}" if protocol.follow_up else None,
@@ -230,8 +252,9 @@ def plan_subject(
                 orientation=protocol.orientations[(subject_number - 1 + k) % n_orient],
                 oblique_deg=protocol.oblique_deg[(subject_number - 1) % len(protocol.oblique_deg)],
                 fov_centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
-                lesions=ses_lesions,
+                lesions=tuple(degraded(les, quality) for les in ses_lesions),
                 days_since_injury=ses_days,
+                quality=quality,
             )
         )
 
@@ -265,7 +288,11 @@ def plan_subject(
 
 
 def _check_options(
-    sites: object, subjects_per_site: object, seed: object, implant_fraction: object
+    sites: object,
+    subjects_per_site: object,
+    seed: object,
+    implant_fraction: object,
+    quality_spread: object = 0.0,
 ) -> None:
     _bids.check_int("sites", sites, 1)
     _bids.check_int("subjects_per_site", subjects_per_site, 1)
@@ -281,16 +308,34 @@ def _check_options(
             fix="pass e.g. implant_fraction=0.25",
         )
         raise SynthError(msg)
+    if (
+        isinstance(quality_spread, bool)
+        or not isinstance(quality_spread, (int, float))
+        or not 0.0 <= float(quality_spread) < 1.0
+    ):
+        msg = format_error(
+            f"quality_spread={quality_spread!r} is not valid",
+            expected="a number in [0, 1): 0 for every image at its site's protocol, s for image qualities "
+            "drawn in [1 - s, 1] (signal-to-noise ratio and lesion contrast scaled)",
+            fix="pass e.g. quality_spread=0.7 (synth: --quality-spread 0.7)",
+        )
+        raise SynthError(msg)
 
 
 def plan_cohort(
-    *, sites: int = 3, subjects_per_site: int = 4, seed: int = 0, implant_fraction: float = 0.25
+    *,
+    sites: int = 3,
+    subjects_per_site: int = 4,
+    seed: int = 0,
+    implant_fraction: float = 0.25,
+    quality_spread: float = 0.0,
 ) -> tuple[SubjectPlan, ...]:
     """Draw every subject of a cohort without rendering images (fast; see :func:`plan_subject`)."""
-    _check_options(sites, subjects_per_site, seed, implant_fraction)
+    _check_options(sites, subjects_per_site, seed, implant_fraction, quality_spread)
     width = max(2, len(str(subjects_per_site)))
     return tuple(
-        plan_subject(seed, s, i, implant_fraction=float(implant_fraction), label_width=width)
+        plan_subject(seed, s, i, implant_fraction=float(implant_fraction), label_width=width,
+                     quality_spread=float(quality_spread))
         for s in range(1, sites + 1)
         for i in range(1, subjects_per_site + 1)
     )
@@ -374,7 +419,7 @@ def _write_scan(
         shape,
         rng=rng,
         implant=subject.implant,
-        snr=protocol.snr,
+        snr=protocol.snr * scan.quality,
         gain=protocol.gain,
         dtype=protocol.dtype,
     )
@@ -438,6 +483,7 @@ def _write_scan(
         "cord_volume_mm3": m.cord_voxels * voxel_volume,
         "implant": subject.implant is not None,
         "implant_level": subject.implant.level if subject.implant is not None else None,
+        "image_quality": scan.quality,
     }
     return scan_row, lesion_rows
 
@@ -449,6 +495,7 @@ def synthesize_cohort(
     subjects_per_site: int = 4,
     seed: int = 0,
     implant_fraction: float = 0.25,
+    quality_spread: float = 0.0,
 ) -> SynthCohort:
     """Write a synthetic multi-site SCI T2w cohort with analytic ground truth.
 
@@ -475,6 +522,11 @@ def synthesize_cohort(
         with the same package and numpy versions (written to ``config.json``).
     implant_fraction
         Fraction (probability) of subjects with a metal implant artefact, 0-1.
+    quality_spread
+        0 (default): every image at its site's protocol. ``s`` in (0, 1): each image's
+        quality is drawn in ``[1 - s, 1]`` and scales its signal-to-noise ratio and its
+        lesions' excess contrast over the cord (ground truth ``image_quality``); the
+        other draws are those of ``s = 0``. A cohort a model gets wrong unevenly.
 
     Returns
     -------
@@ -485,13 +537,14 @@ def synthesize_cohort(
     SynthError
         Bad option values, or ``out_dir`` not empty.
     """
-    _check_options(sites, subjects_per_site, seed, implant_fraction)
+    _check_options(sites, subjects_per_site, seed, implant_fraction, quality_spread)
     out = _bids.prepare_output(out_dir)
     plans = plan_cohort(
         sites=sites,
         subjects_per_site=subjects_per_site,
         seed=seed,
         implant_fraction=implant_fraction,
+        quality_spread=quality_spread,
     )
     scan_rows: list[dict[str, Any]] = []
     lesion_rows: list[dict[str, Any]] = []
@@ -513,6 +566,7 @@ def synthesize_cohort(
         "subjects_per_site": subjects_per_site,
         "seed": seed,
         "implant_fraction": float(implant_fraction),
+        "quality_spread": float(quality_spread),
     }
     lesions_path, scans_path = write_ground_truth(out, scan_rows, lesion_rows, config)
     return SynthCohort(

@@ -261,6 +261,13 @@ GT_SCANS_SCHEMA = pa.schema(
             "implant", pa.bool_(), "whether a metal implant artefact was simulated (synthetic only)"
         ),
         _f("implant_level", pa.string(), "vertebral level of the implant"),
+        _f(
+            "image_quality",
+            pa.float64(),
+            "factor on the site's signal-to-noise ratio and on the lesions' excess contrast "
+            "(1: the protocol's; synthesize_cohort quality_spread; null for semi-synthetic)",
+            "1",
+        ),
     ]
 )
 

@@ -448,6 +448,7 @@ def insert_lesions(
                 "cord_volume_mm3": m.cord_voxels * voxel_volume,
                 "implant": None,
                 "implant_level": None,
+                "image_quality": None,
             }
         )
     _write_participants(src, root, subjects)

@@ -161,6 +161,40 @@ def test_tables_figures_page_and_record(dilated):
 
 
 @pytest.mark.slow
+def test_each_runs_qc_report_links_the_comparison(runs, dilated, tmp_path):
+    """The Cohort page of both runs' reports lists the page (and keeps it when the report is rebuilt)."""
+    import re
+    from urllib.parse import unquote
+
+    from cohort_sciseg.io import RunLayout
+    from cohort_sciseg.report import build_report
+
+    page = CompareLayout(dilated.out_dir).page.resolve()
+    for run, role in ((runs.manual, "A"), (runs.dilated, "B")):
+        report = RunLayout(run).report
+        for rebuilt in (False, True):
+            if rebuilt:
+                build_report(run, render_missing=False)
+            html = (report / "cohort.html").read_text()
+            assert "Comparisons with other runs" in html
+            hrefs = [unquote(h) for h in re.findall(r'<li><a href="([^"]+)">', html)]
+            targets = [(report / h).resolve() for h in hrefs]
+            assert page in targets
+            title = re.search(rf'href="[^"]*{re.escape(dilated.out_dir.name)}/compare.html">([^<]+)</a> '
+                              rf'\(this run is {role}\)', html)
+            assert title is not None
+            assert "B: dilated" in title.group(1) or "dilated" in title.group(1)
+    # the same comparison again: listed once; a comparison whose page is gone: not listed
+    compare_runs(runs.manual, runs.dilated, dilated.out_dir, top=3)
+    gone = compare_runs(runs.manual, runs.dilated, tmp_path / "gone", top=3)
+    gone.page.unlink()
+    build_report(runs.manual, render_missing=False)
+    html = (RunLayout(runs.manual).report / "cohort.html").read_text()
+    assert html.count(f"{dilated.out_dir.name}/compare.html") == 1
+    assert "gone/compare.html" not in html
+
+
+@pytest.mark.slow
 def test_moved_scans_are_ranked_by_relative_volume_change(dilated):
     moved, scans = dilated.moved, dilated.scans
     assert len(moved) <= 3

@@ -40,8 +40,9 @@ def _run(tmp_path: Path, *, with_uncertainty: bool = True) -> Path:
             "lesion_seg_path": f"a/sub-{sub}_lesion_seg.nii.gz" if status == "done" else None,
             "status": status,
         }
-        if with_uncertainty:
-            row.update(lesion_uncertainty=u, cord_uncertainty=None if u is None else u / 2)
+        if with_uncertainty:  # disagreement: the reverse order of the uncertainty, null where it is null
+            row.update(lesion_uncertainty=u, cord_uncertainty=None if u is None else u / 2,
+                       lesion_disagreement=None if u is None else 1.0 - u, cord_disagreement=None)
         rows.append(row)
     folder = tmp_path / "run" / "tables" / "scans" / "site=a"
     folder.mkdir(parents=True)
@@ -76,6 +77,17 @@ def test_ranked_by_lesion_uncertainty_ties_by_scan_id_null_last(tmp_path: Path) 
     assert list(top["scan_id"]) == [_sid("02"), _sid("03")]
 
 
+def test_ranked_by_lesion_disagreement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _run(tmp_path)
+    ranked = worklist(_ratings(tmp_path), out, rank="disagreement")
+    assert list(ranked.columns) == list(RANKED_COLUMNS)
+    assert list(ranked["scan_id"]) == [_sid(s) for s in ("05", "01", "02", "03", "04")]
+    assert main(["ratings", "worklist", str(_ratings(tmp_path)), str(out), "--rank", "disagreement", "--top", "2",
+                 "-o", str(tmp_path / "w.csv")]) == 0
+    assert "2 scan(s) not yet corrected, lesion the ensemble members disagree on most first" in capsys.readouterr().out
+    assert list(pd.read_csv(tmp_path / "w.csv")["scan_id"]) == [_sid("05"), _sid("01")]
+
+
 def test_default_worklist_unchanged(tmp_path: Path) -> None:
     todo = worklist(_ratings(tmp_path), _run(tmp_path))
     assert list(todo.columns) == list(WORKLIST_COLUMNS)
@@ -86,13 +98,14 @@ def test_run_without_uncertainty_ranks_by_scan_id(tmp_path: Path) -> None:
     ranked = worklist(_ratings(tmp_path), _run(tmp_path, with_uncertainty=False), rank="uncertainty")
     assert list(ranked["scan_id"]) == [_sid(s) for s in ("01", "02", "03", "04", "05")]
     assert ranked["lesion_uncertainty"].isna().all()
+    assert ranked["lesion_disagreement"].isna().all()
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"rank": "entropy"}, r"rank='entropy' is not valid: expected 'rating'"),
-        ({"top": 3}, r"top=3 is not valid: expected an integer >= 1, with rank='uncertainty'"),
+        ({"top": 3}, r"top=3 is not valid: expected an integer >= 1, with rank='uncertainty' or 'disagreement'"),
         ({"rank": "uncertainty", "top": 0}, r"top=0 is not valid"),
     ],
 )

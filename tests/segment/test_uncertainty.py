@@ -123,7 +123,10 @@ def test_engine_masks_unchanged_and_uncertainty_matches_nnunet_probabilities(
         assert np.array_equal(getattr(plain_out.masks, attr), getattr(with_out.masks, attr))
     ref = _reference(engine, predicted)
     for c in UNCERTAINTY_COLUMNS:
-        assert getattr(found, c) == pytest.approx(getattr(ref, c), rel=1e-6, abs=1e-9)
+        if c.endswith("_disagreement"):  # not asked: null (segment.members)
+            assert getattr(found, c) is None
+        else:
+            assert getattr(found, c) == pytest.approx(getattr(ref, c), rel=1e-6, abs=1e-9)
     assert 0.0 <= found.lesion_uncertainty <= 1.0
     assert 0.0 <= found.cord_uncertainty <= 1.0
 
@@ -157,12 +160,45 @@ def test_process_scan_fills_the_columns_of_engines_only(plugin: str, tmp_path: P
         assert all(row[c] is None for c in UNCERTAINTY_COLUMNS)
 
 
+def test_process_scan_fills_the_disagreement_when_asked(tmp_path: Path, fresh_cache: None) -> None:
+    """``run --segmenter-option disagreement=true``: the two columns in the scan's row; without it, null."""
+    from cohort_sciseg.batch.segmenters import SegmenterSpec
+    from cohort_sciseg.batch.store import RecordStore
+    from cohort_sciseg.batch.tasks import TaskConfig, process_scan
+    from cohort_sciseg.discover import find_scans
+    from cohort_sciseg.synth import synthesize_cohort
+
+    model = make_tiny_model(tmp_path / "m", folds=(0, 1), seed=2)
+    cohort = synthesize_cohort(tmp_path / "cohort", sites=1, subjects_per_site=1, seed=11)
+    scan = next(s for s in find_scans([Path(r) for r in cohort.dataset_roots]).scans if s.has_manual_masks)
+    rows = {}
+    for asked in (True, False):
+        spec = SegmenterSpec.make("nnunet", model=str(model), device="cpu", threads=1, disagreement=asked)
+        out = tmp_path / f"run{asked}"
+        outcome = process_scan(scan, TaskConfig(out_dir=str(out), segmenter=spec, run_id="r", report=False))
+        assert outcome.status == "done", outcome.message
+        store = RecordStore(out)
+        commit = store.current(scan.site, scan.scan_id)
+        assert commit is not None
+        table = store.read(commit, "scans")
+        assert table is not None
+        rows[asked] = table.to_pylist()[0]
+    assert 0.0 <= rows[True]["cord_disagreement"] <= 1.0
+    assert 0.0 <= rows[True]["lesion_disagreement"] <= 1.0
+    assert rows[False]["cord_disagreement"] is None
+    assert rows[False]["lesion_disagreement"] is None
+    assert rows[True]["cord_uncertainty"] is not None
+
+
 @pytest.mark.slow
 def test_ranking_is_informative_on_the_synthetic_cohort(tmp_path: Path) -> None:
-    """``run`` fills the columns and the benchmark's statistics are computed.
+    """On a cohort of uneven image quality the most uncertain scans are the worst segmented.
 
-    The sign of Spearman's rho is not asserted: on this cohort it is positive (see
-    benchmarks/results/uncertainty.json), i.e. the ranking is not yet informative there.
+    The benchmark's ranking on ``quality_spread=0.7`` (benchmarks/results/uncertainty.json:
+    rho -0.61, p 0.007 there): Spearman's rho of the lesion uncertainty against the lesion
+    Dice is clearly negative, and correcting the top 3 fixes more Dice mass than 3 random
+    scans on average. (On the default cohort, where the demo model's errors are small and
+    even, it is not: the benchmark reports that too.)
     """
     import json
     import subprocess
@@ -171,13 +207,15 @@ def test_ranking_is_informative_on_the_synthetic_cohort(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "u.json"
     proc = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "bench_uncertainty.py"), "--skip-cost", "--draws", "200",
-         "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        [sys.executable, str(root / "benchmarks" / "bench_uncertainty.py"), "--skip-cost", "--draws", "2000",
+         "--quality-spread", "0.7", "--workdir", str(tmp_path / "work"), "--out", str(out)],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranking = json.loads(out.read_text())["ranking"]
+    ranking = json.loads(out.read_text())["ranking"]["quality_spread=0.7"]
     assert ranking["cohort"]["n_with_lesion_dice"] >= 10
     assert all(0.0 <= r["lesion_uncertainty"] <= 1.0 for r in ranking["per_scan"])
-    assert -1.0 <= ranking["spearman_lesion_uncertainty_vs_lesion_dice"]["rho"] <= 1.0
-    assert {d["k"] for d in ranking["dice_mass"]} == {3, 5}
+    rho = ranking["spearman_lesion_uncertainty_vs_lesion_dice"]
+    assert rho["rho"] < -0.3, rho
+    top3 = next(d for d in ranking["dice_mass"] if d["k"] == 3)
+    assert top3["top_k_dice_mass_fixed"] > top3["random_k_mean"], top3

@@ -24,7 +24,8 @@ class RatingsWorklistCommand:
     with their image, predicted masks and the manual-mask paths where corrections
     go, as CSV (see :func:`cohort_sciseg.report.ratings.worklist`). ``--rank
     uncertainty``: instead, the scans not yet corrected (nor rated pass), most
-    uncertain lesion first, with a ``rank`` column; ``--top K`` keeps the first K.
+    uncertain lesion first, with a ``rank`` column (``--rank disagreement``: by the
+    ensemble members' disagreement); ``--top K`` keeps the first K.
     """
 
     ratings: Path
@@ -40,8 +41,9 @@ class RatingsWorklistCommand:
         from cohort_sciseg.io import atomic_write_text
         from cohort_sciseg.report.ratings import worklist
 
-        if self.top is not None and (self.rank != "uncertainty" or self.top < 1):
-            msg = format_error(f"--top {self.top} is not valid", expected="an integer >= 1 with --rank uncertainty",
+        if self.top is not None and (self.rank == "rating" or self.top < 1):
+            msg = format_error(f"--top {self.top} is not valid",
+                               expected="an integer >= 1 with --rank uncertainty or disagreement",
                                fix="pass --rank uncertainty --top K with K >= 1, or leave --top out")
             raise ReportError(msg)
         fix = _ratings_to_fix(self.include_artifact)
@@ -52,8 +54,9 @@ class RatingsWorklistCommand:
             out.write(text)
             return EXIT_OK
         atomic_write_text(self.output, text)
-        what = ("not yet corrected, most uncertain lesion first" if self.rank == "uncertainty"
-                else f"rated {' or '.join(fix)} to correct")
+        what = {"uncertainty": "not yet corrected, most uncertain lesion first",
+                "disagreement": "not yet corrected, lesion the ensemble members disagree on most first"}.get(
+                    self.rank, f"rated {' or '.join(fix)} to correct")
         out.write(f"{len(todo)} scan(s) {what}; worklist: {self.output}\n")
         return EXIT_OK
 

@@ -73,16 +73,25 @@ class SynthCommand:
     subjects_per_site: int = 4
     seed: int = 0
     from_bids: Path | None = None
+    quality_spread: float = 0.0
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
         from cohort_sciseg.synth import insert_lesions, synthesize_cohort
 
+        if self.from_bids is not None and self.quality_spread:
+            from cohort_sciseg.errors import SynthError, format_error
+
+            msg = format_error(f"--quality-spread {self.quality_spread} with --from-bids",
+                               expected="--quality-spread only for a fully synthetic cohort (the real images "
+                               "keep their own quality)", fix="drop --quality-spread or --from-bids")
+            raise SynthError(msg)
         if self.from_bids is not None:
             cohort = insert_lesions(self.from_bids, self.out, seed=self.seed)
         else:
             cohort = synthesize_cohort(
-                self.out, sites=self.sites, subjects_per_site=self.subjects_per_site, seed=self.seed
+                self.out, sites=self.sites, subjects_per_site=self.subjects_per_site, seed=self.seed,
+                quality_spread=self.quality_spread,
             )
         out.write(describe_cohort(cohort) + "\n")
         return EXIT_OK
