@@ -131,19 +131,20 @@ def test_engine_masks_unchanged_and_uncertainty_matches_nnunet_probabilities(
     assert 0.0 <= found.cord_uncertainty <= 1.0
 
 
-@pytest.mark.parametrize("plugin", ["nnunet", "copy-manual"])
-def test_process_scan_fills_the_columns_of_engines_only(plugin: str, tmp_path: Path, fresh_cache: None) -> None:
+def _scan_row(tmp_path: Path, name: str, plugin: str, **options: object) -> dict[str, object]:
+    """The ``tables/scans`` row ``process_scan`` commits for one synthetic scan with manual masks."""
     from cohort_sciseg.batch.segmenters import SegmenterSpec
     from cohort_sciseg.batch.store import RecordStore
     from cohort_sciseg.batch.tasks import TaskConfig, process_scan
     from cohort_sciseg.discover import find_scans
     from cohort_sciseg.synth import synthesize_cohort
 
-    cohort = synthesize_cohort(tmp_path / "cohort", sites=1, subjects_per_site=1, seed=11)
-    scan = next(s for s in find_scans([Path(r) for r in cohort.dataset_roots]).scans if s.has_manual_masks)
-    options = {"device": "cpu", "threads": 1} if plugin == "nnunet" else {}
+    cohort_dir = tmp_path / "cohort"
+    if not cohort_dir.is_dir():
+        synthesize_cohort(cohort_dir, sites=1, subjects_per_site=1, seed=11)
+    scan = next(s for s in find_scans(sorted(cohort_dir.glob("site*"))).scans if s.has_manual_masks)
+    out = tmp_path / name
     spec = SegmenterSpec.make(plugin, **options)
-    out = tmp_path / "run"
     outcome = process_scan(scan, TaskConfig(out_dir=str(out), segmenter=spec, run_id="r", report=False))
     assert outcome.status == "done", outcome.message
     store = RecordStore(out)
@@ -151,40 +152,28 @@ def test_process_scan_fills_the_columns_of_engines_only(plugin: str, tmp_path: P
     assert commit is not None
     table = store.read(commit, "scans")
     assert table is not None
-    row = table.to_pylist()[0]
+    return table.to_pylist()[0]
+
+
+@pytest.mark.parametrize("plugin", ["nnunet", "copy-manual"])
+def test_process_scan_fills_the_columns_of_engines_only(plugin: str, tmp_path: Path, fresh_cache: None) -> None:
+    options = {"device": "cpu", "threads": 1} if plugin == "nnunet" else {}
+    row = _scan_row(tmp_path, "run", plugin, **options)
     if plugin == "nnunet":
-        assert 0.0 <= row["lesion_uncertainty"] <= 1.0
-        assert 0.0 <= row["cord_uncertainty"] <= 1.0
-        assert row["cord_uncertain_volume_mm3"] >= 0.0
+        assert 0.0 <= row["lesion_uncertainty"] <= 1.0  # type: ignore[operator]
+        assert 0.0 <= row["cord_uncertainty"] <= 1.0  # type: ignore[operator]
+        assert row["cord_uncertain_volume_mm3"] >= 0.0  # type: ignore[operator]
     else:  # no probabilities: null, as the scans of runs made before the columns
         assert all(row[c] is None for c in UNCERTAINTY_COLUMNS)
 
 
 def test_process_scan_fills_the_disagreement_when_asked(tmp_path: Path, fresh_cache: None) -> None:
     """``run --segmenter-option disagreement=true``: the two columns in the scan's row; without it, null."""
-    from cohort_sciseg.batch.segmenters import SegmenterSpec
-    from cohort_sciseg.batch.store import RecordStore
-    from cohort_sciseg.batch.tasks import TaskConfig, process_scan
-    from cohort_sciseg.discover import find_scans
-    from cohort_sciseg.synth import synthesize_cohort
-
-    model = make_tiny_model(tmp_path / "m", folds=(0, 1), seed=2)
-    cohort = synthesize_cohort(tmp_path / "cohort", sites=1, subjects_per_site=1, seed=11)
-    scan = next(s for s in find_scans([Path(r) for r in cohort.dataset_roots]).scans if s.has_manual_masks)
-    rows = {}
-    for asked in (True, False):
-        spec = SegmenterSpec.make("nnunet", model=str(model), device="cpu", threads=1, disagreement=asked)
-        out = tmp_path / f"run{asked}"
-        outcome = process_scan(scan, TaskConfig(out_dir=str(out), segmenter=spec, run_id="r", report=False))
-        assert outcome.status == "done", outcome.message
-        store = RecordStore(out)
-        commit = store.current(scan.site, scan.scan_id)
-        assert commit is not None
-        table = store.read(commit, "scans")
-        assert table is not None
-        rows[asked] = table.to_pylist()[0]
-    assert 0.0 <= rows[True]["cord_disagreement"] <= 1.0
-    assert 0.0 <= rows[True]["lesion_disagreement"] <= 1.0
+    model = str(make_tiny_model(tmp_path / "m", folds=(0, 1), seed=2))
+    rows = {asked: _scan_row(tmp_path, f"run{asked}", "nnunet", model=model, device="cpu", threads=1,
+                             disagreement=asked) for asked in (True, False)}
+    assert 0.0 <= rows[True]["cord_disagreement"] <= 1.0  # type: ignore[operator]
+    assert 0.0 <= rows[True]["lesion_disagreement"] <= 1.0  # type: ignore[operator]
     assert rows[False]["cord_disagreement"] is None
     assert rows[False]["lesion_disagreement"] is None
     assert rows[True]["cord_uncertainty"] is not None
