@@ -198,7 +198,8 @@ def _ranking(work: Path, args: argparse.Namespace, spread: float) -> dict[str, A
             "lesion_uncertainty_of_the_mirrored_ensemble": _measures(dis, "lesion_uncertainty", args),
             "spearman_cord_disagreement_vs_cord_dice": _rho(dis, "cord_disagreement", "cord_dice"),
         }
-        df = df.merge(dis[["scan_id", "lesion_disagreement", "cord_disagreement"]], on="scan_id", how="left")
+        both = ["lesion_disagreement", "cord_disagreement"]  # null in the plain run: taken from the members' run
+        df = df.drop(columns=both).merge(dis[["scan_id", *both]], on="scan_id", how="left")
         columns += ["lesion_disagreement", "cord_disagreement"]
     out["per_scan"] = df.dropna(subset=["lesion_dice"])[columns].to_dict("records")
     return out
