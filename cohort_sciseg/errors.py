@@ -23,6 +23,7 @@ __all__ = [
     "CohortSciSegError",
     "DiscoveryError",
     "GeometryError",
+    "LongitudinalError",
     "MorphometryError",
     "NiftiError",
     "ReportError",
@@ -141,3 +142,9 @@ class AnalysisError(CohortSciSegError):
     """A finished run folder cannot be opened or queried (:func:`cohort_sciseg.open_run`)."""
 
     stage = "analysis"
+
+
+class LongitudinalError(CohortSciSegError):
+    """Sessions of a subject cannot be aligned or their lesions cannot be tracked (:mod:`cohort_sciseg.longitudinal`)."""
+
+    stage = "longitudinal"

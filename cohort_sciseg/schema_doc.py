@@ -30,6 +30,7 @@ import pyarrow as pa
 from cohort_sciseg.io import RunLayout
 from cohort_sciseg.records import RUN_TABLE_SCHEMAS as TABLE_SCHEMAS
 from cohort_sciseg.records import SCANS_SCHEMA
+from cohort_sciseg.schemas import LONGITUDINAL_TABLE_SCHEMAS
 
 __all__ = [
     "BEGIN",
@@ -69,6 +70,15 @@ _SUMMARIES = {
     "discovery could not use (stage `discover`) or manual masks that cannot serve as a "
     "reference (stage `validation`: the scan itself is done). Also written by `discover` and "
     "`validate` as `failures.parquet`.",
+    "lesion_tracks": "Subjects with several sessions of the same acquisition only (the longitudinal "
+    "step, `cohort-sciseg longitudinal`): one row per lesion per session, with its track (the same "
+    "lesion across sessions, matched by overlap in the baseline space), its event and its measures.",
+    "lesion_changes": "Longitudinal step: one row per event and interval between consecutive aligned "
+    "sessions (a track that persists, starts, ends, splits or merges), each measure at both ends, the "
+    "change and the change per year.",
+    "session_alignments": "Longitudinal step: one row per session of a subject with several sessions: "
+    "the rigid transform to the subject's baseline session, the cord Dice after alignment and whether "
+    "it passed the check (lesions of a session that did not are not tracked).",
 }
 
 _DISCOVERED_SUMMARY = (
@@ -120,7 +130,8 @@ def documented_tables() -> tuple[TableDoc, ...]:
     """The tables of a run folder, in the order of the guide.
 
     The partitioned tables are those of :data:`cohort_sciseg.records.RUN_TABLE_SCHEMAS`
-    (what the run compacts), then ``discovered_scans.parquet``.
+    (what the run compacts) and :data:`cohort_sciseg.schemas.LONGITUDINAL_TABLE_SCHEMAS`
+    (the longitudinal step), then ``discovered_scans.parquet``.
 
     Raises
     ------
@@ -129,7 +140,7 @@ def documented_tables() -> tuple[TableDoc, ...]:
     """
     layout = RunLayout("OUT")
     docs = []
-    for name, schema in TABLE_SCHEMAS.items():
+    for name, schema in {**TABLE_SCHEMAS, **LONGITUDINAL_TABLE_SCHEMAS}.items():
         if name not in _SUMMARIES:
             msg = f"run table {name!r} has no summary in cohort_sciseg.schema_doc._SUMMARIES: add one"
             raise KeyError(msg)

@@ -13,14 +13,22 @@ import pyarrow as pa
 __all__ = [
     "ATTEMPT_TYPE",
     "BIOMARKERS_SCHEMA",
+    "CHANGES_SCHEMA",
     "CLINICAL_COLUMNS",
+    "EVENTS",
     "FAILURES_SCHEMA",
     "LESIONS_SCHEMA",
+    "LESION_CHANGES_SCHEMA",
     "LESION_SLICES_SCHEMA",
+    "LESION_TRACKS_SCHEMA",
+    "LONGITUDINAL_TABLE_SCHEMAS",
+    "MEASURES",
     "METRICS_SCHEMA",
     "RUN_SCANS_SCHEMA",
     "RUN_TABLE_SCHEMAS",
     "SCANS_SCHEMA",
+    "SESSION_ALIGNMENTS_SCHEMA",
+    "TRACKS_SCHEMA",
     "arrow_field",
 ]
 
@@ -243,8 +251,111 @@ BIOMARKERS_SCHEMA = pa.schema(
     ]
 )
 
+#: Per-lesion measures carried into the tracks and changes tables: name -> (description, unit).
+MEASURES: dict[str, tuple[str, str]] = {
+    "volume_mm3": ("lesion volume inside the cord", "mm3"),
+    "length_mm": ("S-I length, angle-corrected", "mm"),
+    "width_mm": ("max A-P width, angle-corrected", "mm"),
+    "max_axial_damage_ratio": ("max over axial slices of lesion area / cord area", "1"),
+    "dorsal_bridge_width_mm": ("interpolated midsagittal dorsal tissue bridge", "mm"),
+    "ventral_bridge_width_mm": ("interpolated midsagittal ventral tissue bridge", "mm"),
+    "total_bridge_width_mm": ("dorsal + ventral tissue bridges", "mm"),
+}
+_UNIT_PER_YEAR = {"mm3": "mm3/year", "mm": "mm/year", "1": "1/year"}
+
+#: Events of the longitudinal tracks and changes tables (cohort_sciseg.longitudinal.tracking).
+EVENTS = ("baseline", "persisting", "new", "resolved", "merged", "split", "complex", "unaligned")
+
+_IDS = pa.list_(pa.int32())
+
+#: Schema of the tracks table: one row per lesion per session.
+TRACKS_SCHEMA = pa.schema(
+    [
+        _f("sub", pa.string(), "BIDS subject label", nullable=False),
+        _f("ses", pa.string(), "BIDS session label", nullable=False),
+        _f("session_index", pa.int32(), "0 for the baseline, then 1, 2, ... in the order given", nullable=False),
+        _f("scan_id", pa.string(), "the session's scan"),
+        _f("days_since_injury", pa.float64(), "session time given as days since injury (null when dates or nothing were given)", "day"),
+        _f("days_from_baseline", pa.float64(), "days since the subject's first session (null without times)", "day"),
+        _f("lesion_id", pa.int32(), "the session's lesion id (lesions table, 1..n superior first)", nullable=False),
+        _f("track_id", pa.int32(), "the lesion's track, stable across sessions within the subject; null for event unaligned"),
+        _f("event", pa.string(), "baseline, persisting, new, merged, split, complex or unaligned (how this lesion relates to the previous aligned session)", nullable=False),
+        _f("parent_track_ids", _IDS, "tracks the lesion comes from (merged, split, complex); empty otherwise", nullable=False),
+        *(_f(name, pa.float64(), doc, unit) for name, (doc, unit) in MEASURES.items()),
+    ]
+)
+
+
+def _change_fields() -> list[pa.Field]:
+    out = []
+    for name, (doc, unit) in MEASURES.items():
+        out += [
+            _f(f"{name}_from", pa.float64(), f"{doc} at ses_from (aggregated over the event's lesions)", unit),
+            _f(f"{name}_to", pa.float64(), f"{doc} at ses_to (aggregated over the event's lesions)", unit),
+            _f(f"{name}_change", pa.float64(), f"{doc}: to - from", unit),
+            _f(f"{name}_change_per_year", pa.float64(), f"{doc}: change / interval in years (365.25 days)",
+               _UNIT_PER_YEAR[unit]),
+        ]
+    return out
+
+
+#: Schema of the changes table: one row per event (track) and interval between aligned sessions.
+CHANGES_SCHEMA = pa.schema(
+    [
+        _f("sub", pa.string(), "BIDS subject label", nullable=False),
+        _f("ses_from", pa.string(), "earlier session", nullable=False),
+        _f("ses_to", pa.string(), "later session", nullable=False),
+        _f("session_index_from", pa.int32(), "session_index of ses_from", nullable=False),
+        _f("session_index_to", pa.int32(), "session_index of ses_to", nullable=False),
+        _f("days", pa.float64(), "days between the two sessions (null without times)", "day"),
+        _f("event", pa.string(), "persisting, new, resolved, merged, split or complex", nullable=False),
+        _f("track_id", pa.int32(), "the track that continues, starts (new, merged) or ends (resolved, split); null for complex"),
+        _f("from_track_ids", _IDS, "tracks at ses_from", nullable=False),
+        _f("to_track_ids", _IDS, "tracks at ses_to", nullable=False),
+        _f("from_lesion_ids", _IDS, "lesion ids at ses_from", nullable=False),
+        _f("to_lesion_ids", _IDS, "lesion ids at ses_to", nullable=False),
+        *_change_fields(),
+    ]
+)
+
+
+
+_SITE = _f("site", pa.string(), "site label (the hive partition)", nullable=False)
+#: ``tables/lesion_tracks``: one row per lesion per session of a subject with several sessions.
+LESION_TRACKS_SCHEMA = pa.schema([_SITE, *TRACKS_SCHEMA])
+#: ``tables/lesion_changes``: one row per event (track) and interval between aligned sessions.
+LESION_CHANGES_SCHEMA = pa.schema([_SITE, *CHANGES_SCHEMA])
+#: ``tables/session_alignments``: one row per session of a subject with several sessions.
+SESSION_ALIGNMENTS_SCHEMA = pa.schema(
+    [
+        _SITE,
+        _f("sub", pa.string(), "BIDS subject label", nullable=False),
+        _f("ses", pa.string(), "BIDS session label", nullable=False),
+        _f("baseline_ses", pa.string(), "the subject's baseline session (the first in time)", nullable=False),
+        _f("scan_id", pa.string(), "the session's scan", nullable=False),
+        _f("baseline_scan_id", pa.string(), "the baseline's scan", nullable=False),
+        _f("matrix", pa.list_(pa.float64()), "4 x 4 affine, row by row, mapping this session's world "
+           "coordinates (RAS mm) to the baseline's; the identity for the baseline", nullable=False),
+        *(_f(f"rotation_deg_{a}", pa.float64(), f"rotation about world {a} (extrinsic x, y, z)", "deg") for a in "xyz"),
+        *(_f(f"translation_mm_{a}", pa.float64(), f"displacement along world {a} at the session's cord centroid",
+             "mm") for a in "xyz"),
+        _f("cord_dice", pa.float64(), "Dice of the baseline cord and this session's cord brought onto the "
+           "baseline grid (nearest neighbour); 1 for the baseline", "1"),
+        _f("ok", pa.bool_(), "the alignment converged and cord_dice >= the threshold (0.7 by default); "
+           "lesions of a session that is not ok are not tracked", nullable=False),
+        _f("message", pa.string(), "why the alignment is not ok, with the fix; null when ok"),
+        _f("iterations", pa.int32(), "optimiser iterations (SimpleITK)"),
+        _f("seconds", pa.float64(), "time of the registration", "s"),
+    ]
+)
+
 #: The tables of a run and their schemas (``tables/<name>/site=<site>/``, hive-partitioned by site).
 RUN_TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "scans": RUN_SCANS_SCHEMA, "lesions": LESIONS_SCHEMA, "lesion_slices": LESION_SLICES_SCHEMA,
     "metrics": METRICS_SCHEMA, "biomarkers": BIOMARKERS_SCHEMA, "failures": FAILURES_SCHEMA,
+}
+#: The tables of the longitudinal step (cohort_sciseg.longitudinal; rewritten whole, not from per-scan records).
+LONGITUDINAL_TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "lesion_tracks": LESION_TRACKS_SCHEMA, "lesion_changes": LESION_CHANGES_SCHEMA,
+    "session_alignments": SESSION_ALIGNMENTS_SCHEMA,
 }

@@ -21,6 +21,7 @@ from cohort_sciseg.schema_doc import (
     tables_markdown,
     type_name,
 )
+from cohort_sciseg.schemas import LONGITUDINAL_TABLE_SCHEMAS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -40,6 +41,13 @@ UNITLESS_NUMERIC = {
     ("metrics", "value"): "unit given by the row's metric and units columns",
     ("biomarkers", "n_lesions"): "a count",
     ("failures", "attempt"): "a count",
+    ("lesion_tracks", "lesion_id"): "an identifier",
+    ("lesion_tracks", "track_id"): "an identifier",
+    ("lesion_tracks", "session_index"): "an index (0 = baseline)",
+    ("lesion_changes", "track_id"): "an identifier",
+    ("lesion_changes", "session_index_from"): "an index (0 = baseline)",
+    ("lesion_changes", "session_index_to"): "an index (0 = baseline)",
+    ("session_alignments", "iterations"): "a count",
 }
 
 
@@ -66,7 +74,7 @@ def test_readme_tables_block_is_generated_from_the_schemas():
 
 def test_every_table_the_run_writes_is_documented():
     names = [doc.name for doc in documented_tables()]
-    assert names == [*TABLE_SCHEMAS, "discovered_scans"]
+    assert names == [*TABLE_SCHEMAS, *LONGITUDINAL_TABLE_SCHEMAS, "discovered_scans"]
     block = _readme_block()
     for name in names:
         assert f"### `{name}`" in block

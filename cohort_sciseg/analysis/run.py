@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from cohort_sciseg.errors import AnalysisError, format_error
 from cohort_sciseg.io import RunLayout
 from cohort_sciseg.records import RUN_TABLE_SCHEMAS, SCANS_SCHEMA
+from cohort_sciseg.schemas import LONGITUDINAL_TABLE_SCHEMAS
 
 if TYPE_CHECKING:
     import duckdb as _duckdb
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["PARTITIONED_TABLES", "TABLE_NAMES", "Run", "open_run"]
 
 #: The hive-partitioned tables of a run (``tables/<name>/site=<site>/``) and their schemas.
-PARTITIONED_TABLES: dict[str, pa.Schema] = RUN_TABLE_SCHEMAS
+PARTITIONED_TABLES: dict[str, pa.Schema] = {**RUN_TABLE_SCHEMAS, **LONGITUDINAL_TABLE_SCHEMAS}
 
 #: Every table name :meth:`Run.table` takes (``discovered`` is an alias of ``discovered_scans``).
 TABLE_NAMES = (*PARTITIONED_TABLES, RunLayout.DISCOVERED_SCANS, "participants")
@@ -180,6 +181,16 @@ class Run:
     def lesions(self) -> pd.DataFrame:
         """``tables/lesions``: one row per predicted lesion (SCT ``sct_analyze_lesion`` measures)."""
         return self.table("lesions")
+
+    @property
+    def lesion_tracks(self) -> pd.DataFrame:
+        """``tables/lesion_tracks``: each lesion of a subject with several sessions, per session, with its track."""
+        return self.table("lesion_tracks")
+
+    @property
+    def lesion_changes(self) -> pd.DataFrame:
+        """``tables/lesion_changes``: per track and interval between sessions, each measure's change."""
+        return self.table("lesion_changes")
 
     @property
     def lesion_slices(self) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from cohort_sciseg.io import RunLayout, read_partitioned_table
 from cohort_sciseg.io.atomic import atomic_write_text, sha256_file
 from cohort_sciseg.records import Failure, Scan, failures_from_table
 
-__all__ = ["device_busy", "failures_of", "read_partitioned", "table_counts", "validate_run"]
+__all__ = ["device_busy", "failures_of", "longitudinal_step", "read_partitioned", "table_counts", "validate_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,34 @@ def validate_run(out: Path, scans: Sequence[Scan]) -> Path | None:
 
 #: Digest of the inputs of the validation study in ``validation/`` (see :func:`validate_run`).
 _VALIDATION_STAMP = ".inputs.sha256"
+
+
+def longitudinal_step(out: Path, *, report: bool) -> Any:
+    """The longitudinal step (:func:`cohort_sciseg.longitudinal.analyze_run`) when a subject has several sessions.
+
+    Returns its summary, or None when no subject has several sessions of the same acquisition
+    (nothing written) or when its inputs (the compacted scans and lesions files, the tool
+    version, ``report``) are those of the tables already written (a resume with nothing new
+    registers nothing again).
+    """
+    from cohort_sciseg.longitudinal import analyze_run, session_groups
+
+    layout = RunLayout(out)
+    scans = read_partitioned(layout.table("scans"))
+    if scans is None or scans.empty or not session_groups(scans, out):
+        return None
+    h = hashlib.sha256(f"{__version__}:report={report}".encode())
+    for name in ("scans", "lesions", "biomarkers"):
+        for f in sorted(layout.table(name).glob("site=*/*.parquet")):
+            h.update(f"{f.relative_to(out).as_posix()}:{sha256_file(f)}".encode())
+    stamp, digest = layout.longitudinal / _VALIDATION_STAMP, h.hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        logger.info("longitudinal tables unchanged (same inputs): kept")
+        return None
+    stamp.unlink(missing_ok=True)
+    summary = analyze_run(out, report=report)
+    atomic_write_text(stamp, digest)
+    return summary
 
 
 def read_partitioned(folder: Path) -> Any:

@@ -43,7 +43,13 @@ from cohort_sciseg._version import __version__
 from cohort_sciseg.batch.layout import check_naming, migrate_previous_layout
 from cohort_sciseg.batch.progress import Progress
 from cohort_sciseg.batch.provenance import environment, write_dataset_descriptions
-from cohort_sciseg.batch.results import device_busy, failures_of, table_counts, validate_run
+from cohort_sciseg.batch.results import (
+    device_busy,
+    failures_of,
+    longitudinal_step,
+    table_counts,
+    validate_run,
+)
 from cohort_sciseg.batch.segmenters import SegmenterSpec, get_segmenter, is_staged
 from cohort_sciseg.batch.store import RecordStore
 from cohort_sciseg.batch.tasks import (
@@ -95,6 +101,8 @@ class RunOptions:
     validate: bool = True
     #: the HTML QC report (report/): each scan's page by its worker, the index at the end
     report: bool = True
+    #: subjects with several sessions aligned and their lesions tracked at the end (cohort_sciseg.longitudinal)
+    longitudinal: bool = True
     #: Scan ids left out of the run (e.g. rated fail/artifact in the QC report); reported as excluded.
     exclude_scans: tuple[str, ...] = ()
     #: stop at the first discovery problem (a bad file, a folder that is not a dataset) instead of recording it
@@ -387,6 +395,14 @@ def _run(
     phases["validate_s"] = time.perf_counter() - t
     if validation is not None:
         tables["validation"] = validation
+    if opts.longitudinal:
+        t = time.perf_counter()
+        longitudinal = longitudinal_step(out, report=opts.report)
+        phases["longitudinal_s"] = time.perf_counter() - t
+        if longitudinal is not None:
+            tables.update(longitudinal.tables)
+            run_record["longitudinal"] = {"summary": longitudinal.format(), "problems": longitudinal.problems}
+            logger.info("%s", longitudinal.format())
     if opts.report:
         t = time.perf_counter()
         from cohort_sciseg.report import build_report

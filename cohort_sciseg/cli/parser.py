@@ -43,6 +43,7 @@ from cohort_sciseg.cli.commands import (
     DemoCommand,
     DiscoverCommand,
     ExportNnunetCommand,
+    LongitudinalCommand,
     MetricsCommand,
     RatingsPrepareCommand,
     RatingsWorklistCommand,
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed gives the same cohort")
     s.add_argument("--from-bids", type=Path, metavar="BIDS_DIR",
                    help="semi-synthetic: insert lesions into the real cords of this dataset")
+    s.add_argument("--sessions", type=int, choices=(2, 3), metavar="N",
+                   help="a longitudinal cohort instead: every subject scanned N times (2 or 3) with known rigid "
+                        "motion and lesion evolution (ground truth motion.parquet, lesion_events.parquet)")
     s.add_argument("--quality-spread", type=float, default=0.0, metavar="S",
                    help="image qualities drawn in [1 - S, 1] scale each image's signal-to-noise ratio and lesion "
                         "contrast (default 0: every image at its site's protocol); e.g. 0.7 for a cohort a model "
@@ -250,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar, only the summary")
     r.add_argument("--no-report", dest="report", action="store_false",
                    help="no HTML QC report (report/): no per-scan images, no index")
+    r.add_argument("--no-longitudinal", dest="longitudinal", action="store_false",
+                   help="do not align and track the subjects with several sessions at the end "
+                   "(`cohort-sciseg longitudinal OUT_DIR` does it later)")
     r.add_argument("--exclude-ratings", type=Path, metavar="FILE",
                    help="leave out the scans rated fail or artifact in this ratings file of the QC report (.csv, .yaml)")
     r.add_argument("--mask-names", choices=("bids", "sct"), default="bids",
@@ -259,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--strict", action="store_true",
                    help="stop at the first discovery problem (a bad file, a folder that is not a BIDS dataset) "
                    "instead of recording it and running the other scans")
+
+    lg = sub.add_parser("longitudinal", help="align the sessions of each subject, track lesions, change tables",
+                        description="The longitudinal step of a finished run (run does it at its end when a subject "
+                        "has several sessions of the same acquisition): each follow-up aligned rigidly to the "
+                        "subject's baseline within the cord (SimpleITK; flagged when the cord Dice after alignment "
+                        "is below --min-cord-dice), lesions matched by overlap in the baseline space (persisting, "
+                        "new, resolved, merged, split), tables/lesion_tracks, tables/lesion_changes and "
+                        "tables/session_alignments, longitudinal/subject_changes.parquet and statistics.parquet, "
+                        "and a timeline per subject in the QC report.")
+    lg.set_defaults(command_class=LongitudinalCommand)
+    lg.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the `cohort-sciseg run` output folder")
+    lg.add_argument("--min-cord-dice", type=float, default=0.7, metavar="D",
+                    help="cord Dice after alignment below which a follow-up is not tracked (default 0.7)")
+    lg.add_argument("--threads", type=int, default=1, metavar="N", help="SimpleITK threads per registration (default 1)")
+    lg.add_argument("--no-report", dest="report", action="store_false", help="tables only, no timeline pages")
 
     rp_ = sub.add_parser("report", help="build or update the HTML QC report of a run (OUT_DIR/report/index.html)",
                          description="Build or update the HTML QC report of a run folder (OUT_DIR/report/index.html, "

@@ -58,11 +58,13 @@ class RunLayout:
     VALIDATION: ClassVar[str] = "validation"
     VALIDATION_STATS: ClassVar[str] = "stats"
     VALIDATION_FIGURES: ClassVar[str] = "figures"
+    LONGITUDINAL: ClassVar[str] = "longitudinal"
+    SUBJECT_PAGES: ClassVar[str] = "subjects"
     STATE: ClassVar[str] = ".cohort-sciseg"
     RECORDS: ClassVar[str] = "records"
     DISCOVERED_SCANS: ClassVar[str] = "discovered_scans"
     #: Top-level folders of the cohort-level outputs: every other visible folder is a site's dataset.
-    COHORT_FOLDERS: ClassVar[tuple[str, ...]] = (TABLES, LOGS, REPORT, VALIDATION)
+    COHORT_FOLDERS: ClassVar[tuple[str, ...]] = (TABLES, LOGS, REPORT, VALIDATION, LONGITUDINAL)
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "root", Path(root))
@@ -156,6 +158,11 @@ class RunLayout:
         """``OUT/report/assets``: the report's CSS and JavaScript."""
         return self.report / self.REPORT_ASSETS
 
+    @property
+    def subject_pages(self) -> Path:
+        """``OUT/report/subjects``: the timeline of each subject with several sessions."""
+        return self.report / self.SUBJECT_PAGES
+
     # ---------------------------------------------------------------- validation
 
     @property
@@ -172,6 +179,11 @@ class RunLayout:
     def validation_figures(self) -> Path:
         """``OUT/validation/figures``: the study's figures."""
         return self.validation / self.VALIDATION_FIGURES
+
+    @property
+    def longitudinal(self) -> Path:
+        """``OUT/longitudinal``: per-subject changes between sessions and their statistics."""
+        return self.root / self.LONGITUDINAL
 
     # ---------------------------------------------------------------- the tool's own state
 

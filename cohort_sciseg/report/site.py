@@ -575,7 +575,8 @@ def build_report(
         summary.append(("sites", ", ".join(sorted(scans["site"].astype(str).unique()))))
     atomic_write_text(report / "cohort.html", _env.get_template("cohort.html").render(
         page="cohort", summary=summary, tables=_cohort_tables(layout.validation_stats),
-        figures=_cohort_figures(layout.validation_figures, report), comparisons=comparison_links(report), **common))
+        figures=_cohort_figures(layout.validation_figures, report), comparisons=comparison_links(report),
+        subjects=(report / "subjects.html").is_file(), **common))
     if errors:
         logger.warning("%d scan page(s) not made: %s", len(errors), "; ".join(errors[:5]))
     return ReportSummary(layout.report_index, len(scans), len(failure_rows), written, current, tuple(errors),

@@ -36,6 +36,13 @@ from cohort_sciseg.synth.cohort import (
     synthesize_cohort,
 )
 from cohort_sciseg.synth.ground_truth import GT_LESIONS_SCHEMA, GT_SCANS_SCHEMA, measure_slices
+from cohort_sciseg.synth.longitudinal import (
+    LESION_EVENTS_SCHEMA,
+    MOTION_SCHEMA,
+    SESSION_COLUMNS,
+    LongitudinalCohort,
+    synthesize_longitudinal_cohort,
+)
 from cohort_sciseg.synth.protocols import DEFAULT_PROTOCOLS, SiteProtocol, site_protocol
 from cohort_sciseg.synth.render import RenderedScan, render_scan
 from cohort_sciseg.synth.semisynthetic import (
@@ -51,11 +58,15 @@ __all__ = [
     "DEFAULT_PROTOCOLS",
     "GT_LESIONS_SCHEMA",
     "GT_SCANS_SCHEMA",
+    "LESION_EVENTS_SCHEMA",
     "LESION_SUFFIX",
+    "MOTION_SCHEMA",
     "PARTICIPANT_COLUMNS",
+    "SESSION_COLUMNS",
     "Anatomy",
     "Implant",
     "Lesion",
+    "LongitudinalCohort",
     "RenderedScan",
     "ScanPlan",
     "SiteProtocol",
@@ -76,4 +87,5 @@ __all__ = [
     "simulate_clinical_scores",
     "site_protocol",
     "synthesize_cohort",
+    "synthesize_longitudinal_cohort",
 ]

@@ -30,13 +30,9 @@ from typing import Any
 import numpy as np
 
 from cohort_sciseg._version import __version__
-from cohort_sciseg.discover.masks import DEFAULT_CORD_SUFFIXES, DEFAULT_LESION_SUFFIXES
 from cohort_sciseg.errors import SynthError, format_error
 from cohort_sciseg.io import (
-    acquisition_plane,
     atomic_write_text,
-    orientation_code,
-    save_nifti,
     write_json,
 )
 from cohort_sciseg.synth import _bids
@@ -52,9 +48,10 @@ from cohort_sciseg.synth.anatomy import (
 )
 from cohort_sciseg.synth.clinical import CLINICAL_COLUMNS, simulate_clinical_scores
 from cohort_sciseg.synth.ground_truth import lesion_rows as lesion_rows_of
-from cohort_sciseg.synth.ground_truth import measure_slices, obliquity_deg, write_ground_truth
+from cohort_sciseg.synth.ground_truth import write_ground_truth
 from cohort_sciseg.synth.protocols import SiteProtocol, site_protocol
 from cohort_sciseg.synth.render import render_scan
+from cohort_sciseg.synth.scanfiles import CORD_SUFFIX, LESION_SUFFIX, scan_row, write_rendered_scan
 
 __all__ = [
     "CORD_SUFFIX",
@@ -70,9 +67,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Suffixes of the manual masks in ``derivatives/labels`` (``<stem>_<suffix>.nii.gz``).
-CORD_SUFFIX = DEFAULT_CORD_SUFFIXES[0]
-LESION_SUFFIX = DEFAULT_LESION_SUFFIXES[0]
 
 #: Columns of the synthetic ``participants.tsv``, in order.
 PARTICIPANT_COLUMNS = (
@@ -423,69 +417,23 @@ def _write_scan(
         gain=protocol.gain,
         dtype=protocol.dtype,
     )
-    stem = _bids.bids_stem(subject.sub, scan.ses, protocol.acq)
-    image_path = _bids.anat_dir(root, subject.sub, scan.ses) / f"{stem}.nii.gz"
-    labels_dir = _bids.anat_dir(root / "derivatives" / "labels", subject.sub, scan.ses)
-    cord_path = labels_dir / f"{stem}_{CORD_SUFFIX}.nii.gz"
-    lesion_path = labels_dir / f"{stem}_{LESION_SUFFIX}.nii.gz"
-    save_nifti(
-        image_path, rendered.image, affine, header=_bids.nifti_header("cohort-sciseg synthetic T2w")
-    )
-    write_json(image_path.with_name(f"{stem}.json"), protocol.sidecar)
-    save_nifti(cord_path, rendered.cord, affine, header=_bids.nifti_header("cord mask (analytic)"))
-    save_nifti(
-        lesion_path, rendered.lesion, affine, header=_bids.nifti_header("lesion mask (analytic)")
-    )
-
-    n = len(scan.lesions)
-    m = measure_slices(rendered.cord, rendered.labels, affine, n)
-    vox = np.sqrt(np.sum(np.square(affine[:3, :3]), axis=0))
-    voxel_volume = float(np.prod(vox))
-    sid = _bids.scan_id(subject.site, stem)
-    ids = {
-        "scan_id": sid,
-        "site": subject.site,
-        "sub": subject.sub,
-        "ses": scan.ses,
-        "acq": protocol.acq,
-        "image_path": _bids.relpath(image_path, out),
-    }
+    written = write_rendered_scan(out, root, site=subject.site, sub=subject.sub, ses=scan.ses, protocol=protocol,
+                                  rendered=rendered, affine=affine, n_lesions=len(scan.lesions))
     lesion_rows = lesion_rows_of(
-        ids,
+        written.ids,
         scan.lesions,
-        m,
-        voxel_volume_mm3=voxel_volume,
-        lesion_mask_path=_bids.relpath(lesion_path, out),
+        written.measures,
+        voxel_volume_mm3=written.voxel_volume_mm3,
+        lesion_mask_path=_bids.relpath(written.lesion_path, out),
         vertebral_level=subject.anatomy.level_at,
     )
-    lesion_voxels = int(sum(m.lesion_voxels))
-    scan_row = {
-        **ids,
-        "cord_mask_path": _bids.relpath(cord_path, out),
-        "lesion_mask_path": _bids.relpath(lesion_path, out),
-        "source_image_path": None,
-        "orientation": orientation_code(affine),
-        "acquisition_plane": acquisition_plane(affine),
-        "dim_x": shape[0],
-        "dim_y": shape[1],
-        "dim_z": shape[2],
-        "voxel_x_mm": float(vox[0]),
-        "voxel_y_mm": float(vox[1]),
-        "voxel_z_mm": float(vox[2]),
-        "oblique_deg": obliquity_deg(affine),
-        "n_lesions": n,
-        "lesion_voxels": lesion_voxels,
-        "total_lesion_volume_mm3": lesion_voxels * voxel_volume,
-        "total_analytic_volume_mm3": float(sum(les.volume_mm3 for les in scan.lesions)),
-        "max_axial_damage_ratio": m.max_axial_damage_ratio,
-        "analytic_max_axial_damage_ratio": max_axial_damage_ratio(subject.anatomy, scan.lesions),
-        "cord_voxels": m.cord_voxels,
-        "cord_volume_mm3": m.cord_voxels * voxel_volume,
-        "implant": subject.implant is not None,
-        "implant_level": subject.implant.level if subject.implant is not None else None,
-        "image_quality": scan.quality,
-    }
-    return scan_row, lesion_rows
+    row = scan_row(
+        out, written, affine, shape,
+        analytic_volume_mm3=float(sum(les.volume_mm3 for les in scan.lesions)),
+        analytic_damage_ratio=max_axial_damage_ratio(subject.anatomy, scan.lesions),
+        implant=subject.implant, quality=scan.quality,
+    )  # fmt: skip
+    return row, lesion_rows
 
 
 def synthesize_cohort(

@@ -527,18 +527,21 @@ def test_every_path_of_a_run_is_named_by_the_run_layout(cohort, tmp_path):
     from cohort_sciseg.batch.layout import scan_folder
     from cohort_sciseg.batch.tasks import TABLE_SCHEMAS
     from cohort_sciseg.io import RunLayout
+    from cohort_sciseg.schemas import LONGITUDINAL_TABLE_SCHEMAS
 
     out = tmp_path / "run"
     assert run_cohort(cohort, out, _opts()).ok
     layout = RunLayout(out)
     scans = find_scans(cohort).scans
     sites = {layout.site_dataset(s.site) for s in scans}
-    named_top = {layout.tables, layout.logs, layout.report, layout.validation, layout.state, *sites}
+    named_top = {layout.tables, layout.logs, layout.report, layout.validation, layout.longitudinal, layout.state,
+                 *sites}
     subjects = {layout.site_dataset(s.site) / scan_folder(out, s).relative_to(layout.site_dataset(s.site)).parts[0]
                 for s in scans}  # inside a site's dataset: batch.layout's BIDS folders
     named_second = {
         layout.records, layout.run_logs, layout.scan_pages, layout.report_data, layout.report_assets,
         layout.validation_stats, layout.validation_figures, *(layout.table(n) for n in TABLE_SCHEMAS), *subjects,
+        layout.subject_pages, *(layout.table(n) for n in LONGITUDINAL_TABLE_SCHEMAS),
     }
     top = set(out.iterdir())
     assert top <= named_top, sorted(p.name for p in top - named_top)

@@ -23,7 +23,9 @@ def test_run_layout_paths_are_under_the_root():
     assert layout.compaction_state.parent == layout.state
     assert layout.site_dataset("site1") == Path("out/site1")
     assert {layout.root / n for n in RunLayout.COHORT_FOLDERS} == {
-        layout.tables, layout.logs, layout.report, layout.validation}
+        layout.tables, layout.logs, layout.report, layout.validation, layout.longitudinal}
+    assert layout.longitudinal == Path("out/longitudinal")
+    assert layout.subject_pages == Path("out/report/subjects")
 
 
 def test_run_layout_is_a_value(tmp_path):

@@ -2,6 +2,7 @@
 
 from cohort_sciseg.cli.commands.compare import CompareCommand
 from cohort_sciseg.cli.commands.export import ExportNnunetCommand
+from cohort_sciseg.cli.commands.longitudinal import LongitudinalCommand
 from cohort_sciseg.cli.commands.ratings import RatingsPrepareCommand, RatingsWorklistCommand
 from cohort_sciseg.cli.commands.run import DemoCommand, ReportCommand, RunCommand
 from cohort_sciseg.cli.commands.scans import DiscoverCommand, SynthCommand
@@ -14,6 +15,7 @@ __all__ = [
     "DemoCommand",
     "DiscoverCommand",
     "ExportNnunetCommand",
+    "LongitudinalCommand",
     "MetricsCommand",
     "RatingsPrepareCommand",
     "RatingsWorklistCommand",

@@ -86,6 +86,7 @@ class RunCommand:
     progress: bool = True
     exclude_ratings: Path | None = None
     report: bool = True
+    longitudinal: bool = True
     resampling: str | None = None
     gpu_worker_threads: int | None = None
     strict: bool = False
@@ -125,6 +126,7 @@ class RunCommand:
             progress=self.progress,
             exclude_scans=exclude,
             report=self.report,
+            longitudinal=self.longitudinal,
             gpu_worker_threads="auto" if self.gpu_worker_threads is None else self.gpu_worker_threads,
             strict=self.strict,
             mask_naming=self.mask_names,

@@ -74,6 +74,7 @@ class SynthCommand:
     seed: int = 0
     from_bids: Path | None = None
     quality_spread: float = 0.0
+    sessions: int | None = None
 
     def run(self, out: TextIO | None = None) -> int:
         out = out or sys.stdout
@@ -86,6 +87,23 @@ class SynthCommand:
                                expected="--quality-spread only for a fully synthetic cohort (the real images "
                                "keep their own quality)", fix="drop --quality-spread or --from-bids")
             raise SynthError(msg)
+        if self.sessions is not None:
+            from cohort_sciseg.synth import synthesize_longitudinal_cohort
+
+            if self.from_bids is not None or self.quality_spread:
+                from cohort_sciseg.errors import SynthError, format_error
+
+                msg = format_error(f"--sessions {self.sessions} with --from-bids or --quality-spread",
+                                   expected="--sessions alone (a longitudinal phantom cohort)",
+                                   fix="drop --from-bids / --quality-spread, or --sessions")
+                raise SynthError(msg)
+            longitudinal = synthesize_longitudinal_cohort(
+                self.out, sites=self.sites, subjects_per_site=self.subjects_per_site, sessions=self.sessions,
+                seed=self.seed)
+            out.write(f"wrote {longitudinal.n_subjects} subject(s) x {longitudinal.n_sessions} sessions in "
+                      f"{len(longitudinal.dataset_roots)} site(s) to {longitudinal.out_dir}; ground truth "
+                      f"(motion, lesion events) in {longitudinal.motion_table.parent}\n")
+            return EXIT_OK
         if self.from_bids is not None:
             cohort = insert_lesions(self.from_bids, self.out, seed=self.seed)
         else:
