@@ -123,6 +123,8 @@ class RunSummary:
     device_busy: dict[str, dict[str, float]] = field(default_factory=dict)
     #: scans of this run whose manual masks could not serve as a reference (scan done, validation excluded)
     validation_excluded: tuple[Failure, ...] = ()
+    #: lines of later steps for the summary (the longitudinal step)
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -156,6 +158,7 @@ class RunSummary:
                 f"tables/ also hold {c['earlier_runs']} scan(s) from earlier runs ({c.get('earlier_failed', 0)} "
                 "failed), not part of this run: filter on the run_id column"
             )
+        lines.extend(self.notes)
         lines.append(f"outputs: {self.out_dir}")
         for name, path in self.tables.items():
             lines.append(f"  {name}: {path}")
@@ -395,6 +398,7 @@ def _run(
     phases["validate_s"] = time.perf_counter() - t
     if validation is not None:
         tables["validation"] = validation
+    later: list[str] = []
     if opts.longitudinal:
         t = time.perf_counter()
         longitudinal = longitudinal_step(out, report=opts.report)
@@ -402,6 +406,7 @@ def _run(
         if longitudinal is not None:
             tables.update(longitudinal.tables)
             run_record["longitudinal"] = {"summary": longitudinal.format(), "problems": longitudinal.problems}
+            later.append(longitudinal.format())
             logger.info("%s", longitudinal.format())
     if opts.report:
         t = time.perf_counter()
@@ -426,7 +431,8 @@ def _run(
         device_busy=busy, phases=phases, cluster=cluster,
     )
     write_json(RunLayout(out).run_record(time.strftime("%Y%m%dT%H%M%S", time.gmtime()), os.getpid()), run_record)
-    return RunSummary(out, dict(counts), tuple(failures), seconds, tables, busy, tuple(excluded_validation))
+    return RunSummary(out, dict(counts), tuple(failures), seconds, tables, busy, tuple(excluded_validation),
+                      tuple(later))
 
 
 def _output_folder(out_dir: str | os.PathLike[str]) -> Path:

@@ -35,6 +35,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     opts = RunOptions(segmenter=SegmenterSpec.make("copy-manual"), workers=1, progress=False, report=True)
     summary = run_cohort(list(cohort.dataset_roots), root / "run", opts)
     assert summary.ok, summary.format()
+    assert "longitudinal: 4 subject(s), 12 session(s), 8 follow-up(s) aligned to baseline (0 failed" in summary.format()
     return root / "cohort", root / "run"
 
 
@@ -106,6 +107,11 @@ def test_change_values_match_the_ground_truth(run: tuple[Path, Path]) -> None:
         before = lesions.loc[(row.ses_from, float(row.from_lesion_ids[0])), "n_voxels"]
         after = lesions.loc[(row.ses_to, float(row.to_lesion_ids[0])), "n_voxels"]
         assert row.volume_mm3_change == pytest.approx((after - before) * voxel, abs=voxel), row
+        # the length change against the ellipsoids' analytic S-I lengths: each session's measured length
+        # is a whole number of slices, so the change can be off by a slice at each end (seen: <= 1.21 mm)
+        l0 = lesions.loc[(row.ses_from, row.from_lesion_ids[0]), "length_mm"]
+        l1 = lesions.loc[(row.ses_to, row.to_lesion_ids[0]), "length_mm"]
+        assert row.length_mm_change == pytest.approx(l1 - l0, abs=2 * 0.9), row
         assert row.days > 0
         assert row.volume_mm3_change_per_year == pytest.approx(row.volume_mm3_change / (row.days / 365.25))
     # lengths: within a voxel of the ellipsoid's S-I length (analytic truth)
