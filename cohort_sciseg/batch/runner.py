@@ -132,10 +132,12 @@ class RunSummary:
 
     def format(self) -> str:
         c = self.counts
+        found = sum(f.stage == "discover" for f in self.failures)  # files discovery could not use: no scan
         lines = [
             f"{c.get('total', 0)} scan(s): {c.get('done', 0)} done, {c.get('skipped', 0)} already done (resume), "
             f"{c.get('failed', 0)} failed, "
             + (f"{c['excluded']} excluded, " if c.get("excluded") else "")
+            + (f"{found} file(s) discovery could not use, " if found else "")
             + f"in {self.seconds:.1f} s",
         ]
         for worker, b in self.device_busy.items():
@@ -146,7 +148,7 @@ class RunSummary:
         if c.get("suspect"):
             lines.append(f"  {c['suspect']} done scan(s) flagged suspect (tables/scans suspect_reasons, report flag)")
         for f in self.failures[:20]:
-            lines.append(f"  FAILED {f.scan_id}: {f.message}")
+            lines.append(f"  {'NOT USED' if f.stage == 'discover' else 'FAILED'} {f.scan_id}: {f.message}")
         if len(self.failures) > 20:
             lines.append(f"  ... and {len(self.failures) - 20} more (tables/failures)")
         for f in self.validation_excluded[:20]:

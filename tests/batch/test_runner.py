@@ -425,6 +425,13 @@ def test_a_corpus_of_bad_scans_gives_one_failure_each(tmp_path):
     assert good.cord_dice.eq(1.0).all()
     assert summary.counts.get("failed", 0) + (failures.stage == "discover").sum() == len(bad) + 1
     assert len(summary.failures) == len(bad) + 1
+    # the summary tells files discovery could not use (no scan) from scans that failed
+    n_found = int((failures.stage == "discover").sum())
+    text = summary.format()
+    assert n_found
+    assert f"{n_found} file(s) discovery could not use" in text
+    assert text.count("  NOT USED ") == n_found
+    assert text.count("  FAILED ") == len(summary.failures) - n_found
 
 
 def test_a_task_that_runs_again_in_the_same_run_reports_done_not_skipped(cohort, tmp_path):
