@@ -26,7 +26,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ from cohort_sciseg.morphometry import measure_lesions
 from cohort_sciseg.schemas import (
     LESION_CHANGES_SCHEMA,
     LESION_TRACKS_SCHEMA,
-    LONGITUDINAL_TABLE_SCHEMAS,
     SESSION_ALIGNMENTS_SCHEMA,
 )
 
@@ -51,8 +50,6 @@ __all__ = ["LongitudinalSummary", "SubjectSession", "analyze_run", "session_grou
 
 logger = logging.getLogger(__name__)
 
-#: The run tables this step writes (``tables/<name>/site=<site>/part-0.parquet``).
-LONGITUDINAL_TABLES = LONGITUDINAL_TABLE_SCHEMAS
 
 
 @dataclass(frozen=True)
@@ -158,15 +155,10 @@ def session_groups(scans: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list
         elif all(isinstance(t, float) for t in times):
             sessions.sort(key=lambda s: (s.time, _natural(s.ses)))
         else:
-            sessions = [s if s.time is None else _untimed(s) for s in sessions]
+            sessions = [replace(s, time=None) for s in sessions]  # mixed kinds of time cannot be compared
             sessions.sort(key=lambda s: _natural(s.ses))
         groups.append(sessions)
     return groups
-
-
-def _untimed(s: SubjectSession) -> SubjectSession:
-    """Mixed times within a subject cannot be compared: none is used."""
-    return SubjectSession(s.site, s.sub, s.ses, s.acq, s.scan_id, s.image, s.cord, s.lesion, None, s.scores)
 
 
 def _labels(s: SubjectSession, lesions: pd.DataFrame) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -320,7 +312,7 @@ def analyze_run(
         summary.tables[name] = _write_partitioned(layout.table(name), table)
     from cohort_sciseg.longitudinal.stats import write_statistics
 
-    summary.tables.update(write_statistics(out, groups, frames["session_alignments"]))
+    summary.tables.update(write_statistics(out, groups))
     if report and layout.report.is_dir():
         from cohort_sciseg.longitudinal.timelines import write_timelines
 

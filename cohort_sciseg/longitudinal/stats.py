@@ -104,13 +104,8 @@ def _tests(changes: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else stats_frame([])
 
 
-def write_statistics(out_dir: str | os.PathLike[str], groups: Sequence[Sequence[Any]],
-                     alignments: pa.Table | None = None) -> dict[str, Path]:
-    """Write ``longitudinal/subject_changes.parquet`` and ``longitudinal/statistics.parquet``; return their paths.
-
-    ``alignments`` is not used for the per-scan biomarkers (they need no alignment); it is kept in the
-    signature so that a caller can pass the step's alignment table.
-    """
+def write_statistics(out_dir: str | os.PathLike[str], groups: Sequence[Sequence[Any]]) -> dict[str, Path]:
+    """Write ``longitudinal/subject_changes.parquet`` and ``longitudinal/statistics.parquet``; return their paths."""
     out = Path(out_dir)
     layout = RunLayout(out)
     table = read_partitioned_table(layout.table("biomarkers"))
@@ -119,10 +114,9 @@ def write_statistics(out_dir: str | os.PathLike[str], groups: Sequence[Sequence[
     folder = layout.longitudinal
     folder.mkdir(parents=True, exist_ok=True)
     stats = _tests(changes) if len(changes) else stats_frame([])
-    for c in ("options",):
-        if c in stats.columns:
-            stats[c] = stats[c].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
-                                    else str(v))
+    if "options" in stats.columns:
+        stats["options"] = stats["options"].map(
+            lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     return {
         "subject_changes": write_parquet(folder / "subject_changes.parquet",
                                          pa.Table.from_pandas(changes, preserve_index=False)),
